@@ -1,0 +1,104 @@
+"""The `clinseek` command line. Each command is thin: it parses arguments and calls the library.
+
+Subcommands live in their own modules and load lazily, so `clinseek --help` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+# name -> "module:attribute" of a click command; imported only when used (or listed by --help).
+LAZY_COMMANDS = {
+    "validate": "clinseek.commands.run_cmds:validate",
+    "apply": "clinseek.commands.run_cmds:apply",
+    "tools": "clinseek.commands.run_cmds:tools",
+    "call": "clinseek.commands.run_cmds:call",
+    "plugins": "clinseek.commands.plugins_cmd:plugins",
+    "data": "clinseek.cohort.cli:data",
+    "score": "clinseek.commands.eval_cmds:score",
+    "report": "clinseek.commands.eval_cmds:report",
+    "export": "clinseek.commands.eval_cmds:export",
+    "compare": "clinseek.commands.eval_cmds:compare",
+    "cache": "clinseek.hosts.cache_cli:cache",
+}
+
+
+class LazyGroup(click.Group):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._plugin_commands_loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if self._plugin_commands_loaded:
+            return
+        self._plugin_commands_loaded = True
+        from clinseek.plugins import get_registry
+
+        get_registry().pm.hook.register_commands(cli=self)
+
+    def list_commands(self, ctx):
+        self._load_plugin_commands()
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx, name):
+        if name in LAZY_COMMANDS:
+            module_name, attr = LAZY_COMMANDS[name].split(":")
+            try:
+                return getattr(importlib.import_module(module_name), attr)
+            except (ImportError, AttributeError) as exc:
+                return _unavailable(name, exc)
+        cmd = super().get_command(ctx, name)
+        if cmd is None:
+            self._load_plugin_commands()
+            cmd = super().get_command(ctx, name)
+        return cmd
+
+
+def _unavailable(name: str, exc: Exception) -> click.Command:
+    @click.command(name=name, help=f"(unavailable: {exc})", context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1)
+    def cmd(args):
+        raise click.UsageError(f"command {name!r} is unavailable in this installation: {exc}")
+
+    return cmd
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="clinseek")
+@click.option("--debug", is_flag=True, envvar="CLINSEEK_DEBUG", help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """clinseek: run evidence-seeking clinical agents from declarative recipes."""
+    if debug:
+        os.environ["CLINSEEK_DEBUG"] = "1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one message and exit 2; no traceback unless --debug."""
+    from clinseek.errors import ClinseekError
+
+    try:
+        cli.main(args=argv, prog_name="clinseek", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if exc.exit_code in (1, 2) else exc.exit_code)
+    except ClinseekError as exc:
+        if os.environ.get("CLINSEEK_DEBUG"):
+            raise
+        click.echo(f"error: {exc.render()}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

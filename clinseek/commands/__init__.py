@@ -1,0 +1,1 @@
+"""Thin click commands; each calls into the library."""

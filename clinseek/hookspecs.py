@@ -1,0 +1,46 @@
+"""Every hook a clinseek plugin can implement. Each docstring is the hook's contract.
+
+Registration hooks are callback style: the hook receives `register` and calls it once per thing it provides.
+Names must be unique across plugins; a clash is an error naming both plugins.
+"""
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("clinseek")
+hookimpl = pluggy.HookimplMarker("clinseek")
+
+
+@hookspec
+def register_toolsets(register):
+    """Register Toolset subclasses: `register(MyToolset)`.
+
+    The class sets `name` (used as `tools: - use: <name>` in recipes), `Config` (a pydantic model with
+    extra="forbid", validated from the recipe's `with:` block) and `@tool` methods named `<name>_<verb>`.
+    Importing the plugin module must stay cheap: import heavy libraries inside `open()` or the tools.
+    """
+
+
+@hookspec
+def register_hosts(register):
+    """Register Host subclasses: `register(MyHost)`. `MyHost.provider` is the recipe's `host.provider`."""
+
+
+@hookspec
+def register_task_sources(register):
+    """Register TaskSource subclasses: `register(MySource)`. `MySource.name` is the recipe's `tasks.source`."""
+
+
+@hookspec
+def register_exporters(register):
+    """Register Exporter subclasses: `register(MyExporter)`. `MyExporter.name` is an `--format` value."""
+
+
+@hookspec
+def register_scorers(register):
+    """Register Scorer subclasses: `register(MyScorer)`. Scores are added to results under the scorer's name."""
+
+
+@hookspec
+def register_commands(cli):
+    """Add click commands or groups to the `clinseek` CLI: `cli.add_command(...)`. Keep imports inside them."""

@@ -1,0 +1,6 @@
+"""The built-in host providers. Each module imports its SDK lazily, so importing this list is cheap."""
+from __future__ import annotations
+
+from clinseek.hosts.base import Host
+
+BUILTIN_HOSTS: list[type[Host]] = []

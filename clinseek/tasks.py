@@ -1,0 +1,146 @@
+"""The Task model (ClinSeek-Bench compatible fields) and the built-in jsonl task source."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from clinseek.errors import UserError
+
+
+class Task(BaseModel):
+    """One question about one patient at one prediction time.
+
+    Field names follow ClinSeek-Bench rows. `label` is never shown to the model; `input` is the curated evidence
+    package used by `agent.evidence: curated`. Unknown fields are kept in `extra`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    qid: str
+    subject_id: int | str
+    hadm_id: int | str | None = None
+    prediction_time: datetime
+    task: str
+    task_type: str = "unknown"
+    question: str
+    candidates: list[str] = Field(default_factory=list)
+    label: list[str] = Field(default_factory=list)
+    study_ids: list[int | str] = Field(default_factory=list)
+    image_paths: list[str] = Field(default_factory=list)
+    input: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_bench_aliases(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            if "label" not in data and "ground_truth" in data:
+                data["label"] = data.pop("ground_truth")
+            known = set(cls.model_fields)
+            extra = {k: v for k, v in data.items() if k not in known}
+            if extra:
+                data["extra"] = {**data.get("extra", {}), **extra}
+        return data
+
+    @field_validator("qid", mode="before")
+    @classmethod
+    def _qid_str(cls, v: Any) -> str:
+        return str(v)
+
+    @field_validator("label", "candidates", "image_paths", mode="before")
+    @classmethod
+    def _as_list(cls, v: Any) -> Any:
+        if v is None:
+            return []
+        if isinstance(v, (str, int, float)):
+            return [str(v)]
+        return [str(x) for x in v]
+
+    @field_validator("study_ids", mode="before")
+    @classmethod
+    def _ids_list(cls, v: Any) -> Any:
+        if v is None:
+            return []
+        if isinstance(v, (str, int)):
+            return [v]
+        return list(v)
+
+    def public_view(self) -> dict[str, Any]:
+        """What prompts may show: everything except the label."""
+        return self.model_dump(mode="json", exclude={"label"})
+
+
+class TaskSource:
+    """Base class for task sources. Subclasses set `name` and implement `iter_tasks`.
+
+    `options` holds the recipe's `tasks` block (path already resolved against the recipe's folder, plus any
+    source-specific keys under `with`). Raise UserError for a bad file, naming the file and line.
+    """
+
+    name: str = ""
+
+    def __init__(self, path: Path | None, options: dict[str, Any], context: Any = None):
+        self.path = path
+        self.options = options
+        self.context = context
+
+    def iter_tasks(self) -> Iterator[Task]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class MalformedTask(UserError):
+    pass
+
+
+class JsonlTaskSource(TaskSource):
+    """Reads ClinSeek-Bench rows, one JSON object per line.
+
+    `on_error: skip` (the default) reports a malformed line with its number and goes on; `fail` stops the run.
+    """
+
+    name = "jsonl"
+
+    def iter_tasks(self) -> Iterator[Task]:
+        if self.path is None:
+            raise UserError("the jsonl task source needs tasks.path", hint="set tasks.path to a .jsonl file")
+        if not self.path.exists():
+            raise UserError(f"task file not found: {self.path}", hint="check tasks.path (relative to the recipe)")
+        on_error = self.options.get("on_error", "skip")
+        with self.path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    yield Task.model_validate(json.loads(line))
+                except (json.JSONDecodeError, ValueError) as exc:
+                    msg = _short_error(exc)
+                    err = MalformedTask(f"malformed task: {msg}", where=f"{self.path}:{lineno}",
+                                        hint="fix the line, or set tasks.on_error: skip to skip such lines")
+                    if on_error == "fail":
+                        raise err from None
+                    report = getattr(self.context, "warn", None)
+                    (report or _stderr_warn)(err.render())
+
+
+def _short_error(exc: Exception) -> str:
+    if hasattr(exc, "errors"):
+        try:
+            parts = []
+            for e in exc.errors():  # pydantic
+                loc = ".".join(str(p) for p in e.get("loc", ()))
+                parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+            return "; ".join(parts)
+        except Exception:  # noqa: BLE001 - fall back to the plain text
+            pass
+    return str(exc).splitlines()[0]
+
+
+def _stderr_warn(text: str) -> None:
+    import sys
+
+    print(f"warning: {text}", file=sys.stderr)

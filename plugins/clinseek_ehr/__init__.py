@@ -1,0 +1,1 @@
+"""The built-in 'ehr' toolset plugin."""
