@@ -21,7 +21,7 @@ LAZY_COMMANDS = {
     "score": "clinseek.commands.eval_cmds:score",
     "report": "clinseek.commands.eval_cmds:report",
     "export": "clinseek.commands.eval_cmds:export",
-    "compare": "clinseek.commands.eval_cmds:compare",
+    "compare": "clinseek.compare:compare",
     "cache": "clinseek.hosts.cache_cli:cache",
 }
 
