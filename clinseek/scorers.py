@@ -16,4 +16,17 @@ class Scorer:
         raise NotImplementedError
 
 
-BUILTIN_SCORERS: list[type[Scorer]] = []
+class SetF1Scorer(Scorer):
+    """ClinSeek-Bench's metric: set precision / recall / F1 and exact match after normalising both sides."""
+
+    name: ClassVar[str] = "set_f1"
+
+    def score(self, answer: list[str], task: Any) -> dict[str, float]:
+        from clinseek.scoring import score_one
+
+        label = task.get("label") if isinstance(task, dict) else getattr(task, "label", [])
+        candidates = task.get("candidates") if isinstance(task, dict) else getattr(task, "candidates", [])
+        return score_one({"answer": answer, "label": label or [], "candidates": candidates or []})
+
+
+BUILTIN_SCORERS: list[type[Scorer]] = [SetF1Scorer]

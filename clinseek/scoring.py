@@ -1,0 +1,356 @@
+"""ClinSeek-Bench scoring: set precision / recall / F1 between an answer list and a label list.
+
+Aggregation follows ClinSeek-Bench: each run of a question is scored, runs are averaged per question, questions
+are averaged per task, and the overall number is the macro mean over tasks (each task weighs the same however
+many questions it has). The micro mean over questions is reported too, because the reference scripts print it.
+Everything here is deterministic; an LLM judge would be a plugin scorer (clinseek.scorers).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import unicodedata
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from clinseek.errors import UserError
+
+YES_NO = {"yes", "no"}
+_PUNCT_RE = re.compile(r"[^\w\s]", re.UNICODE)
+_SPACE_RE = re.compile(r"\s+")
+
+
+def normalise(text: Any) -> str:
+    """Lower case, punctuation dropped (so "Sepsis." == "sepsis"), whitespace collapsed, unicode NFKC."""
+    text = unicodedata.normalize("NFKC", str(text if text is not None else ""))
+    text = _PUNCT_RE.sub(" ", text.lower()).replace("_", " ")
+    return _SPACE_RE.sub(" ", text).strip()
+
+
+def _norm_set(items: Iterable[Any]) -> set[str]:
+    return {n for n in (normalise(x) for x in items or []) if n}
+
+
+def set_prf(answer: Iterable[Any], label: Iterable[Any]) -> tuple[float, float, float]:
+    """Set precision, recall and F1 after normalising both sides. An empty answer scores 0 (as the reference)."""
+    a, g = _norm_set(answer), _norm_set(label)
+    if not a:
+        return 0.0, 0.0, 0.0
+    hit = len(a & g)
+    p = hit / len(a)
+    r = hit / len(g) if g else 0.0
+    f1 = 2 * p * r / (p + r) if p + r else 0.0
+    return p, r, f1
+
+
+def exact_match(answer: Iterable[Any], label: Iterable[Any]) -> float:
+    a, g = _norm_set(answer), _norm_set(label)
+    return 1.0 if a and a == g else 0.0
+
+
+def is_yes_no(row: dict[str, Any]) -> bool:
+    """A yes/no task: its candidates (or, without candidates, its label) are within {yes, no}."""
+    cands = _norm_set(row.get("candidates") or [])
+    if cands:
+        return cands <= YES_NO
+    lab = _norm_set(row.get("label") or [])
+    return bool(lab) and lab <= YES_NO
+
+
+def score_one(row: dict[str, Any]) -> dict[str, float]:
+    """Metrics for one run: precision, recall, f1, exact_match, and yes_no_correct for yes/no tasks."""
+    answer, label = row.get("answer") or [], row.get("label") or []
+    p, r, f1 = set_prf(answer, label)
+    out = {"precision": p, "recall": r, "f1": f1, "exact_match": exact_match(answer, label)}
+    if is_yes_no(row):
+        out["yes_no_correct"] = out["exact_match"]
+    return out
+
+
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+_METRICS = ("precision", "recall", "f1", "exact_match")
+
+
+def score_rows(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Aggregate result rows (docs/runs.md results.jsonl shape: qid, run_index, task, task_type, answer, label,
+    candidates, status) into ClinSeek-Bench scores.
+
+    Returns {"overall", "per_task", "per_task_type", "per_question", "counts"}. Each aggregate holds precision,
+    recall, f1, exact_match (means of per-question means), yes_no_accuracy (None when no yes/no question),
+    questions, runs, completed (runs whose status is completed).
+    """
+    by_q: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_q[str(row.get("qid"))].append(row)
+
+    questions = []
+    for qid in sorted(by_q):
+        runs = sorted(by_q[qid], key=lambda r: r.get("run_index", 0))
+        per_run = [score_one(r) for r in runs]
+        first = runs[0]
+        q = {"qid": qid, "task": first.get("task") or "unknown", "task_type": first.get("task_type") or "unknown",
+             "runs": len(runs), "completed": sum(1 for r in runs if r.get("status", "completed") == "completed"),
+             "label": first.get("label") or [], "answers": [r.get("answer") or [] for r in runs]}
+        for m in _METRICS:
+            q[m] = _mean([s[m] for s in per_run])
+        if "yes_no_correct" in per_run[0]:
+            q["yes_no_accuracy"] = _mean([s["yes_no_correct"] for s in per_run])
+        questions.append(q)
+
+    def aggregate(qs: list[dict[str, Any]]) -> dict[str, Any]:
+        agg: dict[str, Any] = {m: _mean([q[m] for q in qs]) for m in _METRICS}
+        yn = [q["yes_no_accuracy"] for q in qs if "yes_no_accuracy" in q]
+        agg["yes_no_accuracy"] = _mean(yn) if yn else None
+        agg["questions"] = len(qs)
+        agg["runs"] = sum(q["runs"] for q in qs)
+        agg["completed"] = sum(q["completed"] for q in qs)
+        return agg
+
+    by_task: dict[str, list] = defaultdict(list)
+    by_type: dict[str, list] = defaultdict(list)
+    for q in questions:
+        by_task[q["task"]].append(q)
+        by_type[q["task_type"]].append(q)
+    per_task = {t: aggregate(qs) for t, qs in sorted(by_task.items())}
+    per_type = {t: aggregate(qs) for t, qs in sorted(by_type.items())}
+
+    overall: dict[str, Any] = {m: _mean([v[m] for v in per_task.values()]) for m in _METRICS}
+    yn_tasks = [v["yes_no_accuracy"] for v in per_task.values() if v["yes_no_accuracy"] is not None]
+    overall["yes_no_accuracy"] = _mean(yn_tasks) if yn_tasks else None
+    micro = aggregate(questions)
+    overall["f1_micro"] = micro["f1"]
+    overall["tasks"] = len(per_task)
+    for k in ("questions", "runs", "completed"):
+        overall[k] = micro[k]
+    return {"overall": overall, "per_task": per_task, "per_task_type": per_type, "per_question": questions,
+            "counts": {"questions": micro["questions"], "runs": micro["runs"], "completed": micro["completed"],
+                       "tasks": len(per_task), "task_types": len(per_type)}}
+
+
+# Run directories -----------------------------------------------------------------------------------------
+
+def read_jsonl(path: Path, *, warn: Any = None) -> list[dict[str, Any]]:
+    """Read a jsonl file; a torn last line (a run killed mid-write) is skipped with a warning, not fatal."""
+    rows = []
+    with Path(path).open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if warn:
+                    warn(f"{path}:{lineno}: skipped a malformed line")
+    return rows
+
+
+def _dedupe_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (qid, run_index): the run dir promises it; be safe with hand-merged files (last one wins)."""
+    seen: dict[tuple, dict] = {}
+    for r in rows:
+        seen[(str(r.get("qid")), r.get("run_index", 0))] = r
+    return list(seen.values())
+
+
+def load_run_rows(run_dir: Path, *, warn: Any = None) -> list[dict[str, Any]]:
+    run_dir = Path(run_dir)
+    path = run_dir / "results.jsonl"
+    if run_dir.is_file():
+        path = run_dir
+    if not path.exists():
+        raise UserError(f"no results.jsonl in {run_dir}", hint="pass a run directory written by `clinseek apply`, "
+                        "or a results file in the reference system's format with --reference")
+    return _dedupe_runs(read_jsonl(path, warn=warn))
+
+
+def apply_scorers(rows: list[dict[str, Any]], scorers: list[Any], tasks: dict[str, Any] | None = None) -> None:
+    """Add plugin scorers' metrics to each row under `extra_scores[<scorer name>]`."""
+    for row in rows:
+        task = (tasks or {}).get(str(row.get("qid")), row)
+        for sc in scorers:
+            row.setdefault("extra_scores", {})[sc.name] = sc.score(row.get("answer") or [], task)
+
+
+def score_run(run_dir: Path | str, *, write: bool = True, reference: bool = False,
+              benchmark: Path | str | None = None, scorers: list[Any] | None = None,
+              warn: Any = None) -> dict[str, Any]:
+    """Score a run directory (or, with reference=True, a results file of the reference system) and write
+    scores.json next to results.jsonl (or next to the reference file). Returns the scores dict."""
+    run_dir = Path(run_dir)
+    if reference:
+        rows = load_reference_results(run_dir, benchmark=benchmark)
+        out_path = (run_dir if run_dir.is_dir() else run_dir.parent) / "scores.json"
+    else:
+        rows = load_run_rows(run_dir, warn=warn)
+        out_path = (run_dir if run_dir.is_dir() else run_dir.parent) / "scores.json"
+    scores = score_rows(rows)
+    if scorers:
+        apply_scorers(rows, scorers)
+        extra: dict[str, dict[str, float]] = {}
+        for sc in scorers:
+            vals: dict[str, list[float]] = defaultdict(list)
+            for r in rows:
+                for k, v in (r.get("extra_scores", {}).get(sc.name) or {}).items():
+                    vals[k].append(float(v))
+            extra[sc.name] = {k: _mean(v) for k, v in vals.items()}
+        scores["extra"] = extra
+    scores["source"] = {"path": str(run_dir), "format": "reference" if reference else "clinseek"}
+    if write:
+        tmp = out_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(scores, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
+        tmp.replace(out_path)  # atomic: a reader never sees half a scores.json
+    return scores
+
+
+# The reference system's results format ----------------------------------------------------------------------
+
+def _parse_args(value: Any) -> Any:
+    if isinstance(value, (dict, list)):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        try:
+            return ast.literal_eval(value)  # the reference accepts Python-literal arguments too
+        except (ValueError, SyntaxError):
+            return None
+
+
+def reference_answer(messages: list[dict[str, Any]]) -> tuple[list[str], str]:
+    """The answer of a reference-format run: the `response` list of its last finish call.
+
+    Returns (answer, source) where source is finish_tool_call, finish_parse_error or no_prediction.
+    """
+    for msg in reversed(messages or []):
+        for tc in reversed(msg.get("tool_calls") or []):
+            fn = tc.get("function") or tc  # OpenAI shape, or the canonical {"name", "arguments"}
+            if "finish" not in str(fn.get("name", "")).lower():
+                continue
+            args = _parse_args(fn.get("arguments", {}))
+            if args is None:
+                return [], "finish_parse_error"
+            preds = args.get("response", args.get("answer", [])) if isinstance(args, dict) else args
+            if isinstance(preds, str):
+                return ([preds.strip()] if preds.strip() else []), "finish_tool_call"
+            if isinstance(preds, list):
+                return [p for p in preds if isinstance(p, str)], "finish_tool_call"
+            return [], "finish_tool_call"
+    return [], "no_prediction"
+
+
+def _label_list(label: Any) -> list[str]:
+    """Reference labels are strings, lists of strings, or lists of {name} / {atc_name} dicts."""
+    if label is None:
+        return []
+    if isinstance(label, str):
+        return [label]
+    out = []
+    has_atc = any(isinstance(x, dict) and x.get("atc_name") for x in label)
+    for x in label:
+        if isinstance(x, str):
+            out.append(x)
+        elif isinstance(x, dict):
+            v = x.get("atc_name") if has_atc else x.get("name")
+            if isinstance(v, str):
+                out.append(v)
+    return out
+
+
+def _count_tool_calls(messages: list[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for m in messages or []:
+        if m.get("role") == "assistant":
+            for tc in m.get("tool_calls") or []:
+                counts[str((tc.get("function") or tc).get("name", "unknown"))] += 1
+    return dict(counts)
+
+
+def load_reference_results(path: Path | str, benchmark: Path | str | None = None) -> list[dict[str, Any]]:
+    """Read a results file of the reference system (one JSON object per line with `qid`, `messages` in OpenAI
+    shape, and `label`; or a directory holding results.jsonl) into rows that score_rows accepts.
+
+    `benchmark` (a ClinSeek-Bench jsonl/json) supplies label, task, task_type and candidates for rows without
+    them, keyed by qid. Rows of one qid become run_index 0, 1, ... in file order.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.jsonl"
+    if not path.exists():
+        raise UserError(f"reference results file not found: {path}")
+    bench: dict[str, dict[str, Any]] = {}
+    if benchmark is not None:
+        bpath = Path(benchmark)
+        if not bpath.exists():
+            raise UserError(f"benchmark file not found: {bpath}")
+        text = bpath.read_text(encoding="utf-8").strip()
+        items = json.loads(text) if text[:1] == "[" else [json.loads(x) for x in text.splitlines() if x.strip()]
+        bench = {str(i.get("qid")): i for i in items}
+    rows = []
+    index: dict[str, int] = defaultdict(int)
+    for lineno, raw in enumerate(read_jsonl(path), 1):
+        if "messages" not in raw:
+            raise UserError("not a reference results row: no `messages`", where=f"{path}:{lineno}",
+                            hint="reference rows carry the OpenAI-format conversation in `messages`")
+        qid = str(raw.get("qid"))
+        item = bench.get(qid, {})
+        answer, source = reference_answer(raw["messages"])
+        label = raw.get("label", item.get("label", item.get("ground_truth")))
+        if label is None:
+            raise UserError(f"no label for qid {qid}", where=f"{path}:{lineno}",
+                            hint="give --benchmark with the ClinSeek-Bench file the run was made on")
+        counts = _count_tool_calls(raw["messages"])
+        rows.append({
+            "qid": qid, "run_index": index[qid],
+            "task": raw.get("task") or item.get("task") or _task_from_qid(qid),
+            "task_type": raw.get("task_type") or item.get("task_type") or "unknown",
+            "candidates": raw.get("candidates") or item.get("candidates") or [],
+            "answer": answer, "label": _label_list(label),
+            "status": "completed" if source == "finish_tool_call" else "error",
+            "reason": None if source == "finish_tool_call" else source,
+            "tool_calls": sum(counts.values()), "tool_counts": counts,
+            "turns": sum(1 for m in raw["messages"] if m.get("role") == "assistant"),
+        })
+        index[qid] += 1
+    return rows
+
+
+def _task_from_qid(qid: str) -> str:
+    """The reference builds qids as <task>_<subject>[_<hadm>]; recover the task name when no field says it."""
+    parts = qid.split("_")
+    while len(parts) > 1 and parts[-1].isdigit():
+        parts.pop()
+    return "_".join(parts) or "unknown"
+
+
+# Printing --------------------------------------------------------------------------------------------------
+
+def format_table(scores: dict[str, Any]) -> str:
+    """A fixed-width table: one line per task, the overall macro line, then one line per task_type."""
+    head = f"{'task':<26} {'n':>5} {'runs':>5} {'P':>6} {'R':>6} {'F1':>6} {'EM':>6} {'YN acc':>7}"
+    lines = [head, "-" * len(head)]
+
+    def line(name: str, agg: dict[str, Any]) -> str:
+        yn = agg.get("yes_no_accuracy")
+        yn_s = f"{yn * 100:>7.1f}" if yn is not None else f"{'-':>7}"
+        return (f"{name[:26]:<26} {agg.get('questions', 0):>5} {agg.get('runs', 0):>5} "
+                f"{agg['precision'] * 100:>6.1f} {agg['recall'] * 100:>6.1f} {agg['f1'] * 100:>6.1f} "
+                f"{agg['exact_match'] * 100:>6.1f} {yn_s}")
+
+    for t, agg in scores["per_task"].items():
+        lines.append(line(t, agg))
+    lines.append("-" * len(head))
+    lines.append(line("overall (macro over tasks)", scores["overall"]))
+    lines.append(f"{'  micro over questions':<26} {'':>5} {'':>5} {'':>6} {'':>6} "
+                 f"{scores['overall']['f1_micro'] * 100:>6.1f}")
+    if scores["per_task_type"]:
+        lines.append("-" * len(head))
+        for t, agg in scores["per_task_type"].items():
+            lines.append(line(f"type: {t}", agg))
+    return "\n".join(lines)
