@@ -2,5 +2,6 @@
 from __future__ import annotations
 
 from clinseek.hosts.base import Host
+from clinseek.hosts.openai_host import OpenAIHost
 
-BUILTIN_HOSTS: list[type[Host]] = []
+BUILTIN_HOSTS: list[type[Host]] = [OpenAIHost]

@@ -1,0 +1,195 @@
+"""`provider: openai`: any OpenAI-compatible chat-completions server (vLLM, SGLang, Ollama, llama.cpp, OpenAI).
+
+Built on the official `openai` SDK (imported when the first request is made) with the SDK's own retries off:
+retries, limits and timeouts are the engine's (see provider.py) so every provider behaves the same. When a server
+answers tool calls as text, textcalls.py recovers them.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from pydantic import Field
+
+from clinseek.hosts.base import GenerateContext, HostResponse, ToolCall, Usage, address_is_local
+from clinseek.hosts.provider import Failure, ServedConfig, ServedHost, ToolNames, status_failure
+from clinseek.hosts.textcalls import parse_arguments, parse_text_tool_calls
+
+
+class OpenAIConfig(ServedConfig):
+    provider: str = "openai"
+    tool_choice: str | None = Field(default=None, description="auto | required | none (server default if unset)")
+    parallel_tool_calls: bool | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+class OpenAIHost(ServedHost):
+    provider = "openai"
+    Config = OpenAIConfig
+    config: OpenAIConfig
+
+    def __init__(self, config: OpenAIConfig, context: Any = None):
+        super().__init__(config, context)
+        self._client = None
+        self._client_loop = None
+
+    def default_site_local(self) -> bool:
+        # No base_url means api.openai.com: outside the site.
+        return address_is_local(self.config.base_url)
+
+    # The client ---------------------------------------------------------------------------------------------
+    def client(self):
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:  # connection pools belong to one loop
+            import httpx
+            import openai
+
+            cfg = self.config
+            pool = max(cfg.max_concurrency, 16)
+            http_client = openai.DefaultAsyncHttpxClient(
+                limits=httpx.Limits(max_connections=pool + 8, max_keepalive_connections=pool, keepalive_expiry=30))
+            self._client = openai.AsyncOpenAI(
+                api_key=self.api_key("OPENAI_API_KEY") or "EMPTY",  # local servers often need none
+                base_url=cfg.base_url, max_retries=0, timeout=httpx.Timeout(cfg.timeout_s, connect=min(
+                    cfg.timeout_s, 30.0)), http_client=http_client)
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            try:
+                await self._client.close()
+            except RuntimeError:  # its loop is gone
+                pass
+            self._client = None
+
+    # One request ---------------------------------------------------------------------------------------------
+    def build_request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+        cfg = self.config
+        names = ToolNames([t["name"] for t in tools])
+        request: dict[str, Any] = {"model": cfg.model, "messages": to_openai_messages(messages, names)}
+        if tools:
+            request["tools"] = [{"type": "function", "function": {
+                "name": names.wire(t["name"]), "description": t.get("description", ""),
+                "parameters": t.get("parameters") or {"type": "object", "properties": {}}}} for t in tools]
+            if cfg.tool_choice:
+                request["tool_choice"] = cfg.tool_choice
+            if cfg.parallel_tool_calls is not None:
+                request["parallel_tool_calls"] = cfg.parallel_tool_calls
+        for key in ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"):
+            value = getattr(cfg, key)
+            if value is not None:
+                request[key] = value
+        if cfg.max_tokens is not None:
+            request["max_tokens"] = cfg.max_tokens
+        if cfg.extra_body:
+            request["extra_body"] = dict(cfg.extra_body)
+        return request
+
+    async def _request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                       ctx: GenerateContext) -> HostResponse:
+        request = self.build_request(messages, tools)
+        completion = await self.client().chat.completions.create(**request)
+        return self.parse_completion(completion, tools)
+
+    def parse_completion(self, completion: Any, tools: list[dict[str, Any]]) -> HostResponse:
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise MalformedReply("the reply has no choices")
+        choice = choices[0]
+        message = choice.message
+        names = ToolNames([t["name"] for t in tools])
+        calls: list[ToolCall] = []
+        for i, tc in enumerate(message.tool_calls or []):
+            fn = getattr(tc, "function", None)
+            if fn is None:
+                continue
+            raw = fn.arguments
+            arguments, problem = parse_arguments(raw)
+            calls.append(ToolCall(id=tc.id or f"call_{i}", name=names.canonical(fn.name or ""),
+                                  arguments=arguments, raw_arguments=raw, error=problem))
+        content = message.content
+        provider_data: dict[str, Any] = {}
+        extra = getattr(message, "model_extra", None) or {}
+        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
+        if reasoning:
+            provider_data["reasoning_content"] = reasoning
+        if not calls and content and self.config.text_tool_calls:
+            found = parse_text_tool_calls(content, [t["name"] for t in tools] if tools else None)
+            if found.calls:
+                for call in found.calls:
+                    call.name = names.canonical(call.name)
+                calls, content = found.calls, found.content
+                provider_data["text_tool_calls"] = True
+        usage = Usage()
+        u = getattr(completion, "usage", None)
+        if u is not None:
+            usage.input_tokens = u.prompt_tokens or 0
+            usage.output_tokens = u.completion_tokens or 0
+            details = getattr(u, "prompt_tokens_details", None)
+            usage.cached_tokens = (getattr(details, "cached_tokens", None) or 0) if details is not None else 0
+        return HostResponse(content=content, tool_calls=calls, usage=usage, response_id=completion.id,
+                            finish_reason=choice.finish_reason, provider_data=provider_data)
+
+    def _failure(self, exc: Exception) -> Failure:
+        import openai
+
+        if isinstance(exc, openai.APIStatusError):
+            return status_failure(exc.status_code, _server_message(exc), _retry_after(exc), self.config.model,
+                                  "set host.api_key (e.g. api_key: ${env:OPENAI_API_KEY}) to a key this server "
+                                  "accepts")
+        if isinstance(exc, openai.APITimeoutError):
+            return Failure(f"no reply within {self.config.timeout_s:g}s (timeout)", True,
+                           hint="raise host.timeout_s, or lower host.max_concurrency if the server is saturated")
+        if isinstance(exc, openai.APIConnectionError):
+            return Failure(f"could not reach the server: {exc.__cause__ or exc}", True,
+                           hint="check host.base_url and that the server is running")
+        if isinstance(exc, (openai.APIResponseValidationError, MalformedReply, ValueError, AttributeError,
+                            TypeError)):
+            return Failure(f"the server sent a malformed reply: {exc}", True)
+        return Failure(f"{type(exc).__name__}: {exc}", False)
+
+
+class MalformedReply(Exception):
+    pass
+
+
+def _retry_after(exc: Any) -> float | None:
+    from clinseek.hosts.limits import retry_after_seconds
+
+    response = getattr(exc, "response", None)
+    return retry_after_seconds(dict(response.headers)) if response is not None else None
+
+
+def _server_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:500]
+        if isinstance(err, str):
+            return err[:500]
+    return str(getattr(exc, "message", exc))[:500]
+
+
+def to_openai_messages(messages: list[dict[str, Any]], names: ToolNames) -> list[dict[str, Any]]:
+    """Canonical messages -> chat-completions messages."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        role = m["role"]
+        if role == "assistant":
+            msg: dict[str, Any] = {"role": "assistant", "content": m.get("content")}
+            calls = m.get("tool_calls") or []
+            if calls:
+                msg["tool_calls"] = [{"id": c["id"], "type": "function", "function": {
+                    "name": names.wire(c["name"]),
+                    "arguments": c.get("raw_arguments") if c.get("error") and c.get("raw_arguments") is not None
+                    else json.dumps(c.get("arguments") or {}, ensure_ascii=False)}} for c in calls]
+            out.append(msg)
+        elif role == "tool":
+            out.append({"role": "tool", "tool_call_id": m["tool_call_id"], "content": m.get("content") or ""})
+        else:
+            out.append({"role": role, "content": m.get("content") or ""})
+    return out
