@@ -24,6 +24,20 @@ LAZY_COMMANDS = {
     "compare": "clinseek.compare:compare",
     "cache": "clinseek.hosts.cache_cli:cache",
 }
+# One-line help for `clinseek --help`, so listing commands imports none of their modules.
+LAZY_HELP = {
+    "validate": "Check a recipe: schema, plugins, configs, templates.",
+    "apply": "Assemble the agent a recipe describes and run it over its tasks.",
+    "tools": "Show the exact tool schemas the model will be given.",
+    "call": "Run one tool call inside a task's episode and print the observation.",
+    "plugins": "List plugins and what each registers.",
+    "data": "Build the synthetic cohort and benchmark tasks; import MIMIC-IV.",
+    "score": "Score a run directory (ClinSeek-Bench set F1).",
+    "report": "Write a run's self-contained HTML report.",
+    "export": "Export a run's trajectories for fine-tuning.",
+    "compare": "Compare runs over the same tasks, with paired bootstrap intervals.",
+    "cache": "Inspect or clear the host response cache.",
+}
 
 
 class LazyGroup(click.Group):
@@ -42,6 +56,20 @@ class LazyGroup(click.Group):
     def list_commands(self, ctx):
         self._load_plugin_commands()
         return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def format_commands(self, ctx, formatter):
+        self._load_plugin_commands()
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS:
+                rows.append((name, LAZY_HELP.get(name, "")))
+            else:
+                cmd = super().get_command(ctx, name)
+                if cmd is not None and not cmd.hidden:
+                    rows.append((name, cmd.get_short_help_str(limit=70)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def get_command(self, ctx, name):
         if name in LAZY_COMMANDS:

@@ -1,0 +1,1 @@
+"""Example clinseek plugin: a bedside-note toolset and a keyword host."""

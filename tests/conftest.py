@@ -1,0 +1,37 @@
+"""Shared test set-up. Installed third-party plugins never autoload here; caches live in a temp folder."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# Set before any clinseek import builds the registry: only built-in plugins load in the project's own tests.
+os.environ["CLINSEEK_LOAD_PLUGINS"] = ""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """One cache per test session (the demo cohort and knowledge base build once, then are reused)."""
+    if not os.environ.get("CLINSEEK_TEST_KEEP_CACHE"):
+        os.environ["CLINSEEK_CACHE"] = str(tmp_path_factory.mktemp("clinseek-cache"))
+    yield
+
+
+@pytest.fixture
+def registry():
+    """The plugin registry with the in-test plugin (scripted host, notes toolset) registered."""
+    from clinseek.plugins import get_registry, reset_registry
+
+    import spine_plugin
+
+    reset_registry()
+    reg = get_registry()
+    reg.register_module(spine_plugin, name="spine-test")
+    reg.collect()
+    yield reg
+    reset_registry()
