@@ -146,8 +146,7 @@ class OpenAIHost(ServedHost):
         if isinstance(exc, openai.APIConnectionError):
             return Failure(f"could not reach the server: {exc.__cause__ or exc}", True,
                            hint="check host.base_url and that the server is running")
-        if isinstance(exc, (openai.APIResponseValidationError, MalformedReply, ValueError, AttributeError,
-                            TypeError)):
+        if isinstance(exc, (openai.APIResponseValidationError, MalformedReply, ValueError)):
             return Failure(f"the server sent a malformed reply: {exc}", True)
         return Failure(f"{type(exc).__name__}: {exc}", False)
 
