@@ -1,0 +1,249 @@
+"""Database backends: DuckDB (default) and PostgreSQL. Each opens the data read-only, runs one statement with a
+time limit, and fetches at most max_rows (+ a bounded count of the rows left out).
+
+DuckDB: an in-memory connection ATTACHes the file READ_ONLY under an internal catalog name, then disables external
+access and locks the configuration. Unqualified names therefore resolve to the empty in-memory catalog, so a table
+the rewrite did not scope cannot be read even if the guard missed it. PostgreSQL: a small pool of connections in
+read-only transactions, a statement_timeout, and a search_path pointing at no schema for the same reason.
+"""
+from __future__ import annotations
+
+import queue
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlglot import exp
+
+from clinseek.errors import ToolError, UserError
+
+SRC = "clinseek_src"
+COUNT_CAP = 100_000   # rows counted beyond max_rows before saying "more than N"
+
+
+@dataclass
+class Result:
+    columns: list[str]
+    types: list[str]
+    rows: list[tuple]
+    more: int = 0            # rows not shown
+    more_capped: bool = False  # True: at least `more` rows not shown
+
+
+class DuckDbBackend:
+    dialect = "duckdb"
+
+    def __init__(self, path: str | Path, memory_limit: str = "2GB", threads: int | None = None):
+        self.path = Path(path)
+        self.memory_limit = memory_limit
+        self.threads = threads
+        self.con = None
+
+    def open(self) -> None:
+        import duckdb
+
+        if not self.path.exists():
+            raise UserError(f"EHR database not found: {self.path}", where="tools.ehr.with.database",
+                            hint="point `database` at a DuckDB file, a postgresql:// DSN, or use demo:")
+        con = duckdb.connect(":memory:")
+        try:
+            lit = exp.Literal.string(str(self.path)).sql()
+            con.execute(f"ATTACH {lit} AS {SRC} (READ_ONLY)")
+        except duckdb.Error as exc:
+            con.close()
+            raise UserError(f"cannot open {self.path} as a DuckDB database: {str(exc).splitlines()[0]}",
+                            where="tools.ehr.with.database") from None
+        con.execute("SET enable_external_access = false")
+        con.execute("SET python_enable_replacements = false")
+        con.execute("SET autoload_known_extensions = false")
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute(f"SET memory_limit = '{self.memory_limit}'")
+        if self.threads:
+            con.execute(f"SET threads = {int(self.threads)}")
+        con.execute("SET lock_configuration = true")
+        self.con = con
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
+
+    def table_columns(self) -> dict[str, list[tuple[str, str]]]:
+        rows = self.con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            f"WHERE table_catalog = '{SRC}' AND table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall()
+        out: dict[str, list[tuple[str, str]]] = {}
+        for t, c, ty in rows:
+            out.setdefault(t, []).append((c, ty))
+        return out
+
+    def base_name(self, table: str, alias: str | None = None) -> exp.Table:
+        return exp.Table(this=exp.to_identifier(table), db=exp.to_identifier("main"),
+                         catalog=exp.to_identifier(SRC),
+                         alias=exp.TableAlias(this=exp.to_identifier(alias)) if alias else None)
+
+    def run(self, sql: str, max_rows: int, timeout_s: float, count_more: bool = True) -> Result:
+        import duckdb
+
+        cur = self.con.cursor()
+        timer = threading.Timer(timeout_s, cur.interrupt)
+        timed_out = threading.Event()
+        timer.function = lambda: (timed_out.set(), cur.interrupt())
+        timer.start()
+        try:
+            cur.execute(sql)
+            columns = [d[0] for d in cur.description]
+            types = [str(d[1]) for d in cur.description]
+            rows = cur.fetchmany(max_rows + 1)
+            more, capped = 0, False
+            if len(rows) > max_rows:
+                rows = rows[:max_rows]
+                more = 1
+                if count_more:
+                    while more < COUNT_CAP:
+                        chunk = cur.fetchmany(min(10_000, COUNT_CAP - more))
+                        if not chunk:
+                            break
+                        more += len(chunk)
+                    else:
+                        capped = bool(cur.fetchmany(1))
+                else:
+                    capped = True
+            return Result(columns, types, rows, more, capped)
+        except duckdb.InterruptException:
+            if timed_out.is_set():
+                raise ToolError(f"query stopped after the {timeout_s:g} s time limit; "
+                                "filter with WHERE, aggregate, or add LIMIT") from None
+            raise
+        except duckdb.Error as exc:
+            raise ToolError(f"query failed: {clean_error(str(exc))}") from None
+        finally:
+            timer.cancel()
+            cur.close()
+
+
+class PostgresBackend:
+    """PostgreSQL: the same model SQL, transpiled to PostgreSQL by sqlglot."""
+
+    dialect = "postgres"
+
+    def __init__(self, dsn: str, schema: str = "public", pool_size: int = 4):
+        self.dsn = dsn
+        self.schema = schema
+        self.pool_size = pool_size
+        self.pool: queue.Queue | None = None
+        self._all: list[Any] = []
+
+    def _connect(self, timeout_s: float | None = None):
+        import psycopg
+
+        con = psycopg.connect(self.dsn, autocommit=False)
+        with con.cursor() as cur:
+            cur.execute("SET default_transaction_read_only = on")
+            # An unqualified name must resolve to nothing: point search_path at a schema that does not exist.
+            cur.execute("SET search_path = clinseek_no_schema")
+        con.commit()
+        return con
+
+    def open(self) -> None:
+        import psycopg
+
+        try:
+            self._all = [self._connect() for _ in range(self.pool_size)]
+        except psycopg.Error as exc:
+            raise UserError(f"cannot connect to PostgreSQL: {str(exc).splitlines()[0]}",
+                            where="tools.ehr.with.database", hint="check the DSN, the server and the password") from None
+        self.pool = queue.Queue()
+        for c in self._all:
+            self.pool.put(c)
+
+    def close(self) -> None:
+        for c in self._all:
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._all = []
+        self.pool = None
+
+    def table_columns(self) -> dict[str, list[tuple[str, str]]]:
+        con = self.pool.get()
+        try:
+            with con.cursor() as cur:
+                cur.execute("SELECT table_name, column_name, upper(data_type) FROM information_schema.columns "
+                            "WHERE table_schema = %s ORDER BY table_name, ordinal_position", (self.schema,))
+                rows = cur.fetchall()
+            con.rollback()
+        finally:
+            self.pool.put(con)
+        out: dict[str, list[tuple[str, str]]] = {}
+        for t, c, ty in rows:
+            out.setdefault(t, []).append((c, ty))
+        return out
+
+    def base_name(self, table: str, alias: str | None = None) -> exp.Table:
+        return exp.Table(this=exp.to_identifier(table), db=exp.to_identifier(self.schema),
+                         alias=exp.TableAlias(this=exp.to_identifier(alias)) if alias else None)
+
+    def run(self, sql: str, max_rows: int, timeout_s: float, count_more: bool = True) -> Result:
+        import psycopg
+
+        con = self.pool.get()
+        try:
+            with con.cursor() as cur:
+                cur.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+                try:
+                    cur.execute(sql)
+                except psycopg.errors.QueryCanceled:
+                    raise ToolError(f"query stopped after the {timeout_s:g} s time limit; "
+                                    "filter with WHERE, aggregate, or add LIMIT") from None
+                except psycopg.Error as exc:
+                    raise ToolError(f"query failed: {clean_error(str(exc))}") from None
+                columns = [d.name for d in cur.description]
+                types = [_pg_type(d.type_code) for d in cur.description]
+                rows = cur.fetchmany(max_rows + 1)
+                more, capped = 0, False
+                if len(rows) > max_rows:
+                    rows = rows[:max_rows]
+                    more = 1 + len(cur.fetchmany(COUNT_CAP - 1)) if count_more else 1
+                    capped = (not count_more) or more >= COUNT_CAP
+                return Result(columns, types, [tuple(r) for r in rows], more, capped)
+        finally:
+            try:
+                con.rollback()
+            except Exception:  # noqa: BLE001 - a broken connection is replaced
+                try:
+                    con.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                con = self._connect()
+            self.pool.put(con)
+
+
+_PG_TYPES = {16: "BOOLEAN", 20: "BIGINT", 21: "SMALLINT", 23: "INTEGER", 25: "VARCHAR", 700: "REAL",
+             701: "DOUBLE", 1043: "VARCHAR", 1082: "DATE", 1114: "TIMESTAMP", 1184: "TIMESTAMP WITH TIME ZONE",
+             1700: "DECIMAL"}
+
+
+def _pg_type(oid: int) -> str:
+    return _PG_TYPES.get(oid, "OTHER")
+
+
+def clean_error(text: str) -> str:
+    """The database's message without internal names or the expanded query (which only confuse the model)."""
+    text = text.split("\nLINE", 1)[0].split("\n\nLINE", 1)[0]
+    text = re.sub(r"Did you mean[^\n]*", "", text)
+    text = text.replace(f"{SRC}.main.", "").replace(f"{SRC}.", "").replace("clinseek_no_schema", "")
+    text = " ".join(text.split())
+    return text[:400]
+
+
+def open_backend(database: str, base_dir: Path | None, memory_limit: str, pool_size: int, schema: str):
+    if database.startswith(("postgresql://", "postgres://")) or "dbname=" in database:
+        return PostgresBackend(database, schema=schema or "public", pool_size=pool_size)
+    path = Path(database).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return DuckDbBackend(path, memory_limit=memory_limit)

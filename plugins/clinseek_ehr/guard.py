@@ -1,0 +1,167 @@
+"""The SQL guard: accept exactly one read-only SELECT over the episode's tables, and rewrite it so every table
+reference reads the episode's scoped subquery (bound patient, rows known by the cutoff, future columns masked).
+
+The model writes DuckDB SQL. `check_query` parses it with sqlglot, refuses anything that is not a plain query
+(writes, DDL, several statements, SET/PRAGMA/ATTACH/COPY/INSTALL/LOAD/CALL...), table functions, file/network and
+catalogue access, schema-qualified names, and names that are not visible tables; every refusal says why and what to
+do instead. `compose` prepends the scoped CTEs (named like the tables) and generates the backend's dialect.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+
+from clinseek.errors import ToolError
+
+MAX_QUERY_CHARS = 20_000
+
+# Statement and clause kinds that are never part of a read-only query.
+_FORBIDDEN_NODES = tuple(getattr(exp, n) for n in (
+    "Insert", "Update", "Delete", "Merge", "Create", "Drop", "Alter", "Command", "Pragma", "Set", "Copy", "Attach",
+    "Detach", "Install", "Use", "Transaction", "Commit", "Rollback", "Into", "LoadData", "Summarize", "Describe",
+    "Show", "Kill", "Export", "Grant", "Revoke", "TruncateTable", "Analyze", "Refresh", "Cache", "Uncache",
+    "Declare", "Comment", "Lock", "Placeholder", "Parameter") if hasattr(exp, n))
+
+# Functions that read files, the network, settings, sequences or the catalogue (DuckDB and PostgreSQL names).
+_FORBIDDEN_FUNCTION = re.compile(
+    r"^(read_\w*|\w*_scan|scan_\w*|glob|duckdb_\w*|pragma_\w*|pg_\w*|current_setting|set_config|getenv|query|"
+    r"query_table|sqlite_\w*|postgres_\w*|mysql_\w*|parquet_\w*|iceberg_\w*|delta_\w*|json_execute_serialized_sql|"
+    r"load_\w*|install_\w*|export_\w*|import_\w*|nextval|currval|setval|lastval|lo_\w*|dblink\w*|txid_\w*|"
+    r"checkpoint|force_checkpoint|which_secret|enable_\w*|disable_\w*|sql_auto_complete|arrow_\w*|pandas_\w*|"
+    r"python_\w*|system|shell|has_\w*_privilege|sniff_csv|file_\w*|stat|current_database|current_schema|"
+    r"current_schemas|current_catalog|current_user|session_user|user|version|inet_\w*|make_\w*_secret|"
+    r"create_\w*|drop_\w*|repeat_row|test_\w*|summary|table_info|show_\w*|database_\w*|storage_info|"
+    r"get_current_\w*|icu_\w*|ducklake_\w*|httpfs\w*|s3_\w*|gcs_\w*|azure_\w*|http_\w*|url_\w*|"
+    r"to_regclass|to_regproc|to_regtype|format_type|obj_description|col_description|quote_ident)$",
+    re.IGNORECASE)
+
+# Catalogue and system names a model might try as if they were tables.
+_CATALOG_HINT = re.compile(r"^(information_schema|pg_catalog|pg_\w+|duckdb_\w+|sqlite_\w+|system|temp|main|memory)$",
+                           re.IGNORECASE)
+
+
+@dataclass
+class CheckedQuery:
+    """A validated query: its AST (table names canonical) and the visible tables it reads."""
+
+    ast: exp.Expression
+    tables: set[str]
+
+
+def refuse(reason: str, hint: str = "") -> ToolError:
+    return ToolError(f"query refused: {reason}" + (f". {hint}" if hint else ""))
+
+
+def check_query(sql: str, allowed: dict[str, object], read_dialect: str = "duckdb") -> CheckedQuery:
+    """Parse and validate the model's SQL; raise ToolError with an actionable reason when refused.
+
+    `allowed` maps visible table names (lower case) to anything; only these names may be read.
+    """
+    available = ", ".join(sorted(allowed))
+    if not isinstance(sql, str) or not sql.strip():
+        raise refuse("the query is empty", "Write one SELECT statement.")
+    if len(sql) > MAX_QUERY_CHARS:
+        raise refuse(f"the query is {len(sql)} characters long (limit {MAX_QUERY_CHARS})", "Write a shorter query.")
+    try:
+        statements = [s for s in sqlglot.parse(sql, read=read_dialect) if s is not None]
+    except sqlglot.errors.ParseError as exc:
+        first = str(exc).splitlines()[0][:300]
+        raise refuse(f"it does not parse as DuckDB SQL ({first})", "Fix the syntax; one SELECT statement.") from None
+    except Exception as exc:  # noqa: BLE001 - sqlglot raises assorted errors on odd input
+        raise refuse(f"it does not parse as DuckDB SQL ({type(exc).__name__})", "Write one plain SELECT.") from None
+    if len(statements) != 1:
+        raise refuse(f"found {len(statements)} statements; exactly one is allowed",
+                     "Send a single SELECT (no ';' separated statements).")
+    ast = statements[0]
+    if not isinstance(ast, exp.Query):
+        kind = ast.key.upper() if isinstance(ast, exp.Expression) else type(ast).__name__
+        raise refuse(f"only SELECT queries are allowed (got {kind})", "Rewrite it as one SELECT (WITH, UNION allowed).")
+
+    cte_names: set[str] = set()
+    for cte in ast.find_all(exp.CTE):
+        name = cte.alias_or_name.lower()
+        if name in allowed:
+            raise refuse(f"the CTE name {name!r} is also a table name",
+                         "Give your WITH query a different name (e.g. my_" + name + ").")
+        cte_names.add(name)
+
+    for node in ast.walk():
+        if isinstance(node, _FORBIDDEN_NODES):
+            raise refuse(f"{node.key.upper()} is not allowed; the database is read-only",
+                         "Only one SELECT over the listed tables is allowed.")
+        if isinstance(node, exp.Func) and not isinstance(node, (exp.Table,)):
+            fname = _function_name(node)
+            if fname and _FORBIDDEN_FUNCTION.match(fname):
+                raise refuse(f"function {fname}() is not available (no file, network, settings or catalogue access)",
+                             f"Query the tables instead: {available}.")
+
+    used: set[str] = set()
+    for table in list(ast.find_all(exp.Table)):
+        _check_table(table, allowed, cte_names, used, available)
+
+    # PostgreSQL (before 16) needs an alias on every derived table; DuckDB does not mind one.
+    for n, sub in enumerate(list(ast.find_all(exp.Subquery))):
+        if isinstance(sub.parent, (exp.From, exp.Join)) and not sub.alias:
+            sub.set("alias", exp.TableAlias(this=exp.to_identifier(f"_q{n}")))
+    return CheckedQuery(ast=ast, tables=used)
+
+
+def _function_name(node: exp.Func) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name or "")
+    try:
+        return node.sql_name()
+    except Exception:  # noqa: BLE001
+        return type(node).__name__
+
+
+def _check_table(table: exp.Table, allowed, cte_names, used, available) -> None:
+    this = table.this
+    if not isinstance(this, exp.Identifier):
+        what = _function_name(this) if isinstance(this, exp.Func) else this.sql() if this is not None else "?"
+        raise refuse(f"table functions such as {what}() are not allowed",
+                     f"Read the tables by name: {available}.")
+    name = this.name
+    if table.args.get("db") or table.args.get("catalog"):
+        raise refuse(f"schema-qualified name {table.sql(dialect='duckdb')!r} is not allowed",
+                     f"Write the bare table name (e.g. {name.lower()}); available tables: {available}.")
+    low = name.lower()
+    if low in cte_names and low not in allowed:
+        return
+    if low not in allowed:
+        if _CATALOG_HINT.match(low):
+            raise refuse(f"catalogue and system tables ({name}) are not available",
+                         f"Use ehr_tables / ehr_describe to see the schema; available tables: {available}.")
+        if "." in name or "/" in name or ":" in name:
+            raise refuse(f"{name!r} looks like a file or URL; files cannot be read",
+                         f"Available tables: {available}.")
+        raise refuse(f"table {name} is not available", f"Available tables: {available}.")
+    used.add(low)
+    alias = table.args.get("alias")
+    table.set("this", exp.to_identifier(low))
+    if alias is None and name != low:
+        # Keep the model's spelling usable as a qualifier (e.g. "LabEvents".valuenum).
+        table.set("alias", exp.TableAlias(this=exp.to_identifier(name, quoted=this.quoted)))
+
+
+def compose(checked: CheckedQuery, scoped: dict[str, str], dialect: str) -> str:
+    """The final SQL: scoped CTEs for the tables read, then the model's query, in `dialect`."""
+    ast = checked.ast
+    own = ast.args.get("with_")
+    recursive = bool(own and own.args.get("recursive"))
+    parts = [f"{_quote(t, dialect)} AS ({scoped[t]})" for t in sorted(checked.tables)]
+    if own is not None:
+        body = ast.copy()
+        body.set("with_", None)
+        parts += [cte.sql(dialect=dialect) for cte in own.expressions]
+    else:
+        body = ast
+    head = ("WITH RECURSIVE " if recursive else "WITH ") + ", ".join(parts) + " " if parts else ""
+    return head + body.sql(dialect=dialect)
+
+
+def _quote(name: str, dialect: str) -> str:
+    return exp.to_identifier(name).sql(dialect=dialect)
