@@ -35,3 +35,18 @@ def registry():
     reg.collect()
     yield reg
     reset_registry()
+
+
+SERVICE_MARKERS = ("postgres", "browser")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under .ci/run (CLINSEEK_REQUIRE_SERVICES=1) a skipped service test is a failure: CI starts PostgreSQL and
+    installs Chromium, so such a skip means the set-up broke, not that the test may be passed over."""
+    outcome = yield
+    report = outcome.get_result()
+    if (report.skipped and os.environ.get("CLINSEEK_REQUIRE_SERVICES") == "1"
+            and any(item.get_closest_marker(m) for m in SERVICE_MARKERS)):
+        report.outcome = "failed"
+        report.longrepr = f"service test skipped under CLINSEEK_REQUIRE_SERVICES=1: {report.longrepr}"
