@@ -1,4 +1,6 @@
 """Host LLMs: the Host protocol and the built-in providers."""
-from clinseek.hosts.base import Host, HostConfig, HostResponse, ToolCall, Usage
+from clinseek.hosts.base import GenerateContext, Host, HostConfig, HostResponse, Price, ToolCall, Usage
+from clinseek.hosts.errors import HostError, HostRequestRejected
 
-__all__ = ["Host", "HostConfig", "HostResponse", "ToolCall", "Usage"]
+__all__ = ["GenerateContext", "Host", "HostConfig", "HostError", "HostRequestRejected", "HostResponse", "Price",
+           "ToolCall", "Usage"]
