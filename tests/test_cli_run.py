@@ -179,3 +179,32 @@ def test_plugins_lists_built_ins_and_test_plugin(registry, capsys):
     assert "notes_echo" in rows["spine-test"]["tools"]["notes"]
     assert rows["spine-test"]["hosts"] == ["scripted"]
     assert rows["core"]["builtin"] and "jsonl" in rows["core"]["task_sources"]
+
+
+def test_manifest_records_the_git_revision_of_the_recipe(tmp_path, registry, capsys):
+    import subprocess
+
+    recipe = write_recipe(tmp_path)
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "recipe.yaml", "tasks.jsonl"], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qm", "r"],
+                   check=True)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    code, _, err = run_cli(capsys, "apply", str(recipe), "--quiet")
+    assert code == 0, err
+    manifest = json.loads(next((tmp_path / "runs").glob("*/manifest.json")).read_text())
+    assert manifest["git_revision"].startswith(head)
+
+
+def test_a_run_with_failed_episodes_exits_1(tmp_path, registry, capsys):
+    import spine_plugin as sp
+    from clinseek.errors import ClinseekError
+
+    def boom(messages, tools, ctx):
+        raise ClinseekError("upstream 500 after retries")
+
+    sp.SCRIPTS["boom"] = boom
+    recipe = write_recipe(tmp_path, host={"provider": "scripted", "script": "boom"})
+    code, out, err = run_cli(capsys, "apply", str(recipe), "--quiet")
+    assert code == 1 and "episodes: error 3" in out and "ended in error" in err
