@@ -148,7 +148,7 @@ def git_revision(path: Path) -> str | None:
     if out.returncode != 0:
         return None
     rev = out.stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--", "."], capture_output=True,
+    dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no", "--", "."], capture_output=True,
                            text=True, timeout=5)
     return rev + ("+dirty" if dirty.returncode == 0 and dirty.stdout.strip() else "")
 
