@@ -283,8 +283,9 @@ class EhrToolset(Toolset):
         ts = self.scope.tables[name]
         n = max(1, min(int(limit), self.config.max_rows))
         order = f" ORDER BY {ts.time_sql} DESC NULLS LAST" if ts.time_sql else ""
-        res = self.run_sql(episode, f"SELECT * FROM {name}{order} LIMIT {n}", max_rows=n, trusted=True)
-        return self._render(res)
+        # No LIMIT: the row cap stops at n and the note says how many older rows there are.
+        res = self.run_sql(episode, f"SELECT * FROM {name}{order}", max_rows=n, trusted=True)
+        return self._render(res, "older rows: raise limit or use ehr_sql")
 
     @tool
     def ehr_lookup(self, episode: Episode, term: str) -> str:
