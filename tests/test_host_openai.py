@@ -276,3 +276,17 @@ def test_describe_never_shows_the_key_and_config_refuses_unknown_keys():
     assert "sk-zzz999" not in json.dumps(host.config.model_dump(mode="json"))
     with pytest.raises(Exception, match="extra"):
         OpenAIConfig.model_validate({"provider": "openai", "model": "m", "temprature": 0.1})
+
+
+async def test_unparsed_arguments_are_replayed_as_the_model_wrote_them(server):
+    host = make_host(server)
+    history = MESSAGES + [
+        {"role": "assistant", "content": None,
+         "tool_calls": [{"id": "c1", "name": "ehr_sql", "arguments": {"_raw": '{"query": SELECT'}}]},
+        {"role": "tool", "tool_call_id": "c1", "name": "ehr_sql", "content": "Error: not valid JSON",
+         "is_error": True},
+    ]
+    await host.generate(history, TOOLS, GenerateContext())
+    await host.aclose()
+    sent = server.bodies()[0]["messages"][2]["tool_calls"][0]["function"]["arguments"]
+    assert sent == '{"query": SELECT'

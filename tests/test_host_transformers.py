@@ -110,3 +110,54 @@ async def test_uncached_hub_id_is_a_clear_error_without_download(tmp_path, monke
     with pytest.raises(HostRequestRejected, match="cannot load model") as info:
         await host.generate(MESSAGES, TOOLS, GenerateContext())
     assert "local_files_only" in info.value.render()
+
+
+async def test_a_real_episode_runs_on_the_local_model(model_dir):
+    from datetime import datetime
+
+    from clinseek.agent import AgentLimits, EpisodeRunner, ToolBox
+    from clinseek.tasks import Task
+    from clinseek.toolsets import Toolset, ToolsetConfig, tool
+
+    class ProbeToolset(Toolset):
+        name = "probe"
+        Config = ToolsetConfig
+        patient_data = False
+
+        @tool
+        def probe_lookup(self, episode, key: str) -> str:
+            """Look a key up for this patient.
+
+            Args:
+                key: the key to look up.
+            """
+            return f"value of {key} for subject {episode.binding.subject_id}"
+
+    class RecordingHost(ScriptedHost):
+        prompts: list[str] = []
+
+        def render(self, messages, tools):
+            text = super().render(messages, tools)
+            self.prompts.append(text)
+            return text
+
+    host = RecordingHost(TransformersConfig.model_validate(
+        {"provider": "transformers", "model": str(model_dir), "device": "cpu", "max_tokens": 64}))
+    host.script = ['<tool_call>\n{"name": "probe_lookup", "arguments": {"key": "a"}}\n</tool_call>',
+                   '<tool_call>\n{"name": "finish", "arguments": {"answer": ["yes"], "evidence": ["E1"]}}\n'
+                   '</tool_call>']
+    host.prompts = []
+    task = Task(qid="q1", subject_id=42, hadm_id=7, prediction_time=datetime(2150, 1, 2, 8, 0), task="risk",
+                task_type="risk_prediction", question="At risk?", candidates=["yes", "no"], label=["yes"])
+    runner = EpisodeRunner(task=task, run_index=0, host=host, toolbox=ToolBox.build([ProbeToolset(ToolsetConfig())]),
+                           limits=AgentLimits(max_turns=4), system="You are a careful clinical assistant.",
+                           user="Is the patient at risk?")
+    result, trajectory = await runner.run()
+    assert result["status"] == "completed", result["reason"]
+    assert result["answer"] == ["yes"] and result["cited_evidence"] == ["E1"]
+    assert result["host_calls"] == 2 and result["usage"]["input_tokens"] > 0
+    tool_message = next(m for m in trajectory["messages"] if m["role"] == "tool")
+    assert tool_message["content"] == "[E1] value of a for subject 42"
+    # the second turn's prompt carried the first call and its result through the chat template
+    assert '"name": "probe_lookup"' in host.prompts[1] and "[E1] value of a for subject 42" in host.prompts[1]
+    assert '"name": "finish"' in host.prompts[0]  # the engine's finish tool was offered

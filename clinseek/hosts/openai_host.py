@@ -173,6 +173,17 @@ def _server_message(exc: Any) -> str:
     return str(getattr(exc, "message", exc))[:500]
 
 
+def wire_arguments(call: dict[str, Any]) -> str:
+    """The argument text to replay: what the model wrote when it did not parse (the engine keeps it as
+    {"_raw": text}, a ToolCall-like dict as raw_arguments), else the parsed arguments as JSON."""
+    args = call.get("arguments") or {}
+    if isinstance(args, dict) and set(args) == {"_raw"} and isinstance(args["_raw"], str):
+        return args["_raw"]
+    if call.get("error") and isinstance(call.get("raw_arguments"), str):
+        return call["raw_arguments"]
+    return json.dumps(args, ensure_ascii=False)
+
+
 def to_openai_messages(messages: list[dict[str, Any]], names: ToolNames) -> list[dict[str, Any]]:
     """Canonical messages -> chat-completions messages."""
     out: list[dict[str, Any]] = []
@@ -184,8 +195,7 @@ def to_openai_messages(messages: list[dict[str, Any]], names: ToolNames) -> list
             if calls:
                 msg["tool_calls"] = [{"id": c["id"], "type": "function", "function": {
                     "name": names.wire(c["name"]),
-                    "arguments": c.get("raw_arguments") if c.get("error") and c.get("raw_arguments") is not None
-                    else json.dumps(c.get("arguments") or {}, ensure_ascii=False)}} for c in calls]
+                    "arguments": wire_arguments(c)}} for c in calls]
             out.append(msg)
         elif role == "tool":
             out.append({"role": "tool", "tool_call_id": m["tool_call_id"], "content": m.get("content") or ""})
