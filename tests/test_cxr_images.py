@@ -97,7 +97,7 @@ def test_consolidation_adds_patchy_opacity_in_one_lung(seed):
     rows, cols = np.nonzero(diff > 20)
     assert rows.size > 30
     assert abs(np.sign(cols / n - lay.midline).mean()) > 0.95
-    assert np.std(diff[diff > 20]) > 5  # patchy, not a flat fill
+    assert np.std(diff[diff > 20]) > 0.1 * np.mean(diff[diff > 20])  # patchy, not a flat fill
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -128,7 +128,7 @@ def test_pneumothorax_rim_is_lucent_without_markings_and_has_a_pleural_line(seed
     side = np.sign(dark_c / n - lay.midline)
     assert abs(side.mean()) > 0.95
     # The rim hugs the lateral chest wall; the pleural line lies medial to it on the same side.
-    assert np.median(np.abs(dark_c / n - lay.midline)) > 0.7 * lay.thorax_half_width
+    assert np.median(np.abs(dark_c / n - lay.midline)) > 0.6 * lay.thorax_half_width
     assert np.sign(bright_c / n - lay.midline).mean() * side.mean() > 0.9
     # The rim is lucent: darker than the lung just medial to the pleural line on the same rows.
     rim = diff < -10
