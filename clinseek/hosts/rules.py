@@ -1,0 +1,609 @@
+"""The `rules` host: an offline, deterministic baseline that seeks evidence through the same tools an LLM gets.
+
+Each task family has a written-down policy (docs/baseline.md): a fixed plan of tool calls (ehr_sql queries,
+kb_search, cxr_*), then a decision computed only from the observations in `messages`. The host reads the task's
+family, question, candidates and prediction time from `ctx.task`; it never reads the label and never touches the
+database except through tool calls, so its trajectories are ordinary, valid tool-use trajectories.
+
+How a turn works: every call the host makes has the id `rules_<step>`; the tool replies carry that id back, so the
+host knows which steps are done from the messages alone (no hidden state, safe with concurrent episodes). When
+no step is left (or a tool is missing) it calls `finish` with the answer and the evidence ids it used.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from clinseek.hosts.base import GenerateContext, Host, HostConfig, HostResponse, ToolCall, Usage
+
+# MIMIC-IV item ids (d_items / d_labitems) the policies read.
+VITALS = {220045: "heart_rate", 220179: "sbp", 220050: "sbp", 220210: "resp_rate", 220277: "spo2",
+          223762: "temp_c", 223761: "temp_f"}
+LABS = {50813: "lactate", 50912: "creatinine", 51006: "bun", 51301: "wbc", 51265: "platelets",
+        50885: "bilirubin", 50983: "sodium", 51222: "hemoglobin", 50882: "bicarbonate", 51003: "troponin_t",
+        50963: "ntprobnp", 50889: "crp", 50821: "po2", 51237: "inr", 50820: "ph", 50818: "pco2"}
+RISK_FAMILIES = ("mortality", "los_gt_3", "los_gt_7", "readmission_30d", "icu_transfer_24h")
+
+# Early-warning points per family at or above which the answer is "yes" (chosen on the demo cohort's development
+# seed, see docs/baseline.md). The score is NEWS2-like plus lactate, creatinine and age; see `warning_score`.
+DEFAULT_THRESHOLDS = {"mortality": 12.0, "icu_transfer_24h": 9.0, "los_gt_3": 2.0, "los_gt_7": 6.0,
+                      "readmission_30d": 7.0}
+
+
+class RulesConfig(HostConfig):
+    """Options of the rules host. `thresholds` override the per-family cut-offs of the warning score;
+    `use_kb` adds one knowledge-base lookup per episode (cited as the rule's rationale) when kb tools exist."""
+
+    provider: Literal["rules"] = "rules"
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    use_kb: bool = True
+    cxr_threshold: float = Field(0.5, ge=0.0, le=1.0,
+                                 description="probability at or above which a CXR finding counts as present "
+                                             "(used when the model card gives no threshold)")
+    max_dx: int = Field(6, ge=1, description="at most this many diagnosis categories in an answer")
+
+
+@dataclass
+class Observation:
+    step: str
+    tool: str
+    arguments: dict[str, Any]
+    text: str
+    evidence_id: str | None
+    is_error: bool
+
+
+@dataclass
+class Step:
+    key: str
+    tool: str
+    arguments: dict[str, Any]
+    why: str
+
+
+@dataclass
+class Decision:
+    answer: list[str]
+    evidence: list[str] = field(default_factory=list)
+    reasoning: str = ""
+
+
+# Observation parsing --------------------------------------------------------------------------------------------
+
+_EID_PREFIX = re.compile(r"^\[E\d+\]\s*")
+
+
+def parse_table(text: str) -> list[dict[str, str]]:
+    """Rows of a pipe-separated table observation (header line first); notes like "(3 rows)" are skipped."""
+    lines = [ln for ln in _EID_PREFIX.sub("", text or "").splitlines() if ln.strip()]
+    if not lines or "|" not in lines[0]:
+        return []
+    head = [h.strip() for h in lines[0].split("|")]
+    rows = []
+    for ln in lines[1:]:
+        if ln.startswith("(") or ln.startswith("..."):
+            continue
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", ln)]
+        if len(cells) == len(head):
+            rows.append(dict(zip(head, cells)))
+    return rows
+
+
+def _num(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def observations(messages: list[dict[str, Any]]) -> dict[str, Observation]:
+    """The host's own earlier steps and their replies, by step key."""
+    calls: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        for c in m.get("tool_calls") or []:
+            calls[c.get("id", "")] = c
+    out = {}
+    for m in messages:
+        if m.get("role") != "tool":
+            continue
+        cid = m.get("tool_call_id") or ""
+        if not cid.startswith("rules_"):
+            continue
+        call = calls.get(cid, {})
+        step = cid[len("rules_"):]
+        out[step] = Observation(step=step, tool=m.get("name") or call.get("name", ""),
+                                arguments=call.get("arguments") or {}, text=m.get("content") or "",
+                                evidence_id=m.get("evidence_id"), is_error=bool(m.get("is_error")))
+    return out
+
+
+def _latest_values(obs: Observation | None, ids: dict[int, str]) -> dict[str, float]:
+    vals: dict[str, float] = {}
+    if obs is None or obs.is_error:
+        return vals
+    for row in parse_table(obs.text):
+        item = _num(row.get("itemid"))
+        v = _num(row.get("valuenum"))
+        if item is None or v is None:
+            continue
+        name = ids.get(int(item))
+        if name and name not in vals:
+            vals[name] = v
+    if "temp_c" not in vals and "temp_f" in vals:
+        vals["temp_c"] = (vals["temp_f"] - 32) * 5 / 9
+    return vals
+
+
+# The early-warning score --------------------------------------------------------------------------------------
+
+def _band(v: float | None, bands: list[tuple[float, float, int]]) -> int:
+    if v is None:
+        return 0
+    for lo, hi, pts in bands:
+        if lo <= v < hi:
+            return pts
+    return 0
+
+
+INF = float("inf")
+
+
+def warning_score(v: dict[str, float], age: float | None) -> tuple[float, list[str]]:
+    """NEWS2 bands for heart rate, respiratory rate, SpO2, systolic pressure and temperature, plus lactate,
+    creatinine, white cells, platelets and age points. Returns (points, the parts that scored)."""
+    parts = {
+        "heart_rate": _band(v.get("heart_rate"), [(0, 41, 3), (41, 51, 1), (91, 111, 1), (111, 131, 2),
+                                                  (131, INF, 3)]),
+        "resp_rate": _band(v.get("resp_rate"), [(0, 9, 3), (9, 12, 1), (21, 25, 2), (25, INF, 3)]),
+        "spo2": _band(v.get("spo2"), [(0, 92, 3), (92, 94, 2), (94, 96, 1)]),
+        "sbp": _band(v.get("sbp"), [(0, 91, 3), (91, 101, 2), (101, 111, 1), (220, INF, 3)]),
+        "temp_c": _band(v.get("temp_c"), [(0, 35.05, 3), (35.05, 36.05, 1), (38.05, 39.05, 1), (39.05, INF, 2)]),
+        "lactate": _band(v.get("lactate"), [(2, 4, 2), (4, INF, 3)]),
+        "creatinine": _band(v.get("creatinine"), [(1.5, 3.5, 1), (3.5, INF, 2)]),
+        "wbc": _band(v.get("wbc"), [(0, 4, 1), (12, 20, 1), (20, INF, 2)]),
+        "platelets": _band(v.get("platelets"), [(0, 100, 1)]),
+        "age": _band(age, [(65, 80, 1), (80, INF, 2)]),
+    }
+    scored = [f"{k} {v.get(k, age) if k != 'age' else age:.4g} (+{p})" for k, p in parts.items() if p]
+    return float(sum(parts.values())), scored
+
+
+# Diagnosis categories: what in the observations supports each (matched against the candidates' wording) --------
+
+def _has_drug(drugs: list[str], *names: str) -> bool:
+    return any(any(n.lower() in d for n in names) for d in drugs)
+
+
+def _has_code(codes: list[str], *prefixes: str) -> bool:
+    return any(c.startswith(p) for c in codes for p in prefixes)
+
+
+DX_RULES: list[tuple[tuple[str, ...], Any]] = [
+    (("septicemia", "sepsis"), lambda v, d, c: (v.get("lactate", 0) >= 2 and (v.get("wbc", 0) >= 12 or
+                                                 v.get("temp_c", 0) >= 38)) or _has_drug(d, "piperacillin")),
+    (("pneumonia",), lambda v, d, c: _has_drug(d, "azithromycin", "ceftriaxone") or v.get("crp", 0) >= 40),
+    (("heart failure",), lambda v, d, c: _has_drug(d, "furosemide") and (v.get("ntprobnp", 0) >= 900
+                                                                         or _has_code(c, "I50", "428"))),
+    (("renal failure", "kidney injury"), lambda v, d, c: v.get("creatinine", 0) >= 2.0 and not
+     _has_code(c, "N18", "585") or v.get("creatinine", 0) >= 3.0),
+    (("chronic obstructive", "copd"), lambda v, d, c: _has_drug(d, "prednisone", "ipratropium")
+     or _has_code(c, "J44", "496")),
+    (("gastrointestinal hemorrhage", "gi bleed"), lambda v, d, c: _has_drug(d, "pantoprazole", "octreotide")
+     and v.get("hemoglobin", 99) < 11),
+    (("pneumothorax",), lambda v, d, c: _has_drug(d, "oxycodone") and v.get("spo2", 100) < 95),
+    (("respiratory failure",), lambda v, d, c: v.get("spo2", 100) < 90 or v.get("pco2", 0) >= 55),
+    (("nonspecific chest pain",), lambda v, d, c: _has_drug(d, "nitroglycerin", "aspirin")
+     and v.get("troponin_t", 0) < 0.05),
+    (("myocardial infarction",), lambda v, d, c: _has_drug(d, "aspirin", "nitroglycerin")
+     and v.get("troponin_t", 0) >= 0.1),
+    (("essential hypertension", "hypertension"), lambda v, d, c: _has_drug(d, "amlodipine")
+     or _has_code(c, "I10", "401")),
+    (("dysrhythmia", "atrial fibrillation"), lambda v, d, c: _has_drug(d, "apixaban") or _has_code(c, "I48", "427")),
+    (("diabetes",), lambda v, d, c: _has_drug(d, "insulin") or _has_code(c, "E11", "250")),
+    (("lipid",), lambda v, d, c: _has_code(c, "E78", "272")),
+    (("fluid and electrolyte", "electrolyte"), lambda v, d, c: v.get("sodium", 140) < 133),
+    (("chronic kidney",), lambda v, d, c: _has_code(c, "N18", "585")),
+    (("posthemorrhagic anemia", "anemia"), lambda v, d, c: v.get("hemoglobin", 99) < 8),
+]
+
+# Lab order groups: the d_labitems labels whose presence in the last 24 h marks the group as drawn.
+LAB_GROUP_MARKERS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
+    (("basic metabolic",), ("Sodium", "Urea Nitrogen", "Creatinine")),
+    (("complete blood", "blood count"), ("Hemoglobin", "White Blood Cells", "Platelet Count")),
+    (("magnesium", "phosphate"), ("Magnesium", "Phosphate")),
+    (("lactate",), ("Lactate",)),
+    (("liver",), ("Alanine Aminotransferase (ALT)", "Asparate Aminotransferase (AST)", "Bilirubin, Total")),
+    (("inr", "coagulation"), ("INR(PT)",)),
+    (("troponin",), ("Troponin T",)),
+    (("bnp",), ("NTproBNP",)),
+    (("c-reactive", "crp"), ("C-Reactive Protein",)),
+    (("blood gas",), ("pH", "pO2", "pCO2")),
+]
+ALWAYS_DRAWN = ("basic metabolic", "complete blood")  # drawn at nearly every routine morning draw
+
+CXR_FINDING_WORDS = {"cardiomegaly": ("cardiomegaly", "enlarged heart"), "pleural_effusion": ("effusion",),
+                     "consolidation": ("consolidation",), "pulmonary_edema": ("edema",),
+                     "pneumothorax": ("pneumothorax",), "atelectasis": ("atelectasis",),
+                     "no_finding": ("no finding", "normal")}
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", str(s).lower()).strip()
+
+
+def _pick(candidates: list[str], *words: str) -> str | None:
+    for cand in candidates:
+        n = _norm(cand)
+        if any(_norm(w) in n for w in words):
+            return cand
+    return None
+
+
+def _yes_no(candidates: list[str], yes: bool) -> str:
+    want = "yes" if yes else "no"
+    for c in candidates:
+        if _norm(c) == want:
+            return c
+    return want
+
+
+# SQL the policies run through ehr_sql (DuckDB dialect over the episode's scoped tables) ------------------------
+
+def _latest_sql(table: str, ids: dict[int, str]) -> str:
+    return (f"SELECT itemid, valuenum, charttime FROM (SELECT itemid, valuenum, charttime, row_number() OVER "
+            f"(PARTITION BY itemid ORDER BY charttime DESC) AS rn FROM {table} WHERE itemid IN "
+            f"({', '.join(str(i) for i in sorted(ids))}) AND valuenum IS NOT NULL) AS latest WHERE rn = 1 "
+            f"ORDER BY itemid")
+
+
+VITALS_SQL = _latest_sql("chartevents", VITALS)
+LABS_SQL = _latest_sql("labevents", LABS)
+CONTEXT_SQL = ("SELECT p.anchor_age, p.gender, a.admission_type, a.admittime, "
+               "(SELECT count(*) FROM admissions) AS admissions_so_far FROM patients AS p CROSS JOIN "
+               "(SELECT admission_type, admittime FROM admissions ORDER BY admittime DESC LIMIT 1) AS a")
+HISTORY_SQL = ("SELECT icd_code, icd_version, count(*) AS n FROM diagnoses_icd GROUP BY icd_code, icd_version "
+               "ORDER BY n DESC, icd_code LIMIT 60")
+MEDS_SQL = ("SELECT drug, route, min(starttime) AS first_start FROM prescriptions WHERE hadm_id = (SELECT hadm_id "
+            "FROM admissions ORDER BY admittime DESC LIMIT 1) GROUP BY drug, route ORDER BY first_start LIMIT 60")
+
+
+def _lab_orders_sql(since: datetime) -> str:
+    return ("SELECT d.label, count(*) AS n, max(l.charttime) AS last_drawn FROM labevents AS l JOIN d_labitems "
+            f"AS d ON l.itemid = d.itemid WHERE l.charttime > TIMESTAMP '{since:%Y-%m-%d %H:%M:%S}' "
+            "GROUP BY d.label ORDER BY d.label")
+
+
+KB_QUERIES = {
+    "mortality": "early warning score NEWS2 lactate in-hospital mortality",
+    "icu_transfer_24h": "early warning score deterioration ICU transfer",
+    "los_gt_3": "illness severity length of hospital stay",
+    "los_gt_7": "illness severity prolonged length of stay",
+    "readmission_30d": "30-day readmission risk factors heart failure COPD frailty",
+    "diagnosis_ccsr": "sepsis criteria lactate white cell count",
+}
+
+
+# The host ------------------------------------------------------------------------------------------------------
+
+class RulesHost(Host):
+    """Deterministic evidence-seeking baseline; no model, no network, no tokens."""
+
+    provider: ClassVar[str] = "rules"
+    Config: ClassVar[type[HostConfig]] = RulesConfig
+
+    def default_site_local(self) -> bool:
+        return True  # nothing leaves the process
+
+    def describe(self) -> dict[str, Any]:
+        return {"provider": self.provider, "model": "rules-v1"}
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {**DEFAULT_THRESHOLDS, **getattr(self.config, "thresholds", {})}
+
+    async def generate(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
+                       ctx: GenerateContext) -> HostResponse:
+        t0 = time.perf_counter()
+        task = ctx.task
+        family = str(getattr(task, "task", "") or "")
+        available = {t["name"]: t for t in tools}
+        obs = observations(messages)
+        for step in self.plan(family, task, available, obs):
+            if step.key not in obs:
+                call = ToolCall(id=f"rules_{step.key}", name=step.tool, arguments=step.arguments)
+                return HostResponse(content=step.why, tool_calls=[call], latency_s=time.perf_counter() - t0,
+                                    finish_reason="tool_calls")
+        decision = self.decide(family, task, available, obs)
+        args: dict[str, Any] = {"answer": decision.answer}
+        if "finish" in available:
+            props = available["finish"].get("parameters", {}).get("properties", {})
+            if "evidence" in props:
+                args["evidence"] = [e for e in dict.fromkeys(decision.evidence) if e]
+        call = ToolCall(id=f"rules_finish_{len(obs)}", name="finish", arguments=args)
+        return HostResponse(content=decision.reasoning, tool_calls=[call], usage=Usage(),
+                            latency_s=time.perf_counter() - t0, finish_reason="tool_calls")
+
+    # Plans ---------------------------------------------------------------------------------------------------
+    def plan(self, family: str, task: Any, tools: dict[str, Any], obs: dict[str, Observation]) -> list[Step]:
+        steps: list[Step] = []
+        sql = "ehr_sql" in tools
+
+        def q(key: str, query: str, why: str) -> None:
+            if sql:
+                steps.append(Step(key, "ehr_sql", {"query": query}, why))
+
+        def kb(key: str) -> None:
+            if self.config.use_kb and "kb_search" in tools and key in KB_QUERIES:
+                args = _fit_args(tools["kb_search"], {"query": KB_QUERIES[key]}, {"limit": 2, "k": 2, "top_k": 2})
+                steps.append(Step("kb", "kb_search", args, "Look up the rule's clinical rationale."))
+
+        if family in RISK_FAMILIES:
+            q("vitals", VITALS_SQL, "Latest vital signs for an early-warning score.")
+            q("labs", LABS_SQL, "Latest labs (lactate, creatinine, white cells, platelets, ...).")
+            q("context", CONTEXT_SQL, "Age, admission type and number of admissions so far.")
+            if family == "readmission_30d":
+                q("history", HISTORY_SQL, "Chronic conditions coded on earlier admissions.")
+            kb(family)
+        elif family.startswith("diagnosis"):
+            q("vitals", VITALS_SQL, "Latest vital signs.")
+            q("labs", LABS_SQL, "Latest labs that mark active problems.")
+            q("meds", MEDS_SQL, "Medications started this admission (treatments reveal active problems).")
+            q("history", HISTORY_SQL, "Conditions coded on earlier admissions.")
+            kb("diagnosis_ccsr")
+        elif family == "lab_orders_24h":
+            pt = _prediction_time(task)
+            if pt is not None:
+                q("recent_labs", _lab_orders_sql(pt - timedelta(hours=24)), "Labs drawn in the last 24 hours.")
+        elif family.startswith("cxr"):
+            steps += self._cxr_plan(family, task, tools, obs)
+        return steps
+
+    def _cxr_plan(self, family: str, task: Any, tools: dict[str, Any], obs: dict[str, Observation]) -> list[Step]:
+        steps: list[Step] = []
+        if "cxr_studies" in tools:
+            steps.append(Step("studies", "cxr_studies", _fit_args(tools["cxr_studies"], {}, {}),
+                              "List this patient's chest X-ray studies up to the prediction time."))
+        studies = _study_ids(obs.get("studies"), task)
+        if family == "cxr_change" and "cxr_compare" in tools and len(studies) >= 2:
+            args = _fit_args(tools["cxr_compare"], {}, {"study_id": studies[-1], "current": studies[-1],
+                                                        "prior_study_id": studies[-2], "prior": studies[-2],
+                                                        "baseline": studies[-2], "previous": studies[-2]})
+            steps.append(Step("compare", "cxr_compare", args, "Compare the latest study with the one before."))
+        elif "cxr_classify" in tools and ("cxr_studies" not in tools or "studies" in obs):
+            latest = studies[-1] if studies else None
+            args = _fit_args(tools["cxr_classify"], {}, {"study_id": latest} if latest is not None else {})
+            steps.append(Step("classify", "cxr_classify", args, "Classify findings on the latest study."))
+        return steps
+
+    # Decisions -----------------------------------------------------------------------------------------------
+    def decide(self, family: str, task: Any, tools: dict[str, Any], obs: dict[str, Observation]) -> Decision:
+        candidates = list(getattr(task, "candidates", []) or [])
+        if family in RISK_FAMILIES:
+            return self._decide_risk(family, candidates, obs)
+        if family.startswith("diagnosis"):
+            return self._decide_dx(candidates, obs)
+        if family == "lab_orders_24h":
+            return self._decide_lab_orders(candidates, obs)
+        if family.startswith("cxr"):
+            return self._decide_cxr(family, task, candidates, obs, tools)
+        prior = candidates[-1:] if candidates else []
+        return Decision(prior, [], f"No rule for task family {family!r}: answering the prior {prior}.")
+
+    def _decide_risk(self, family: str, candidates: list[str], obs: dict[str, Observation]) -> Decision:
+        vitals = _latest_values(obs.get("vitals"), VITALS)
+        labs = _latest_values(obs.get("labs"), LABS)
+        ctx_rows = parse_table(obs["context"].text) if "context" in obs and not obs["context"].is_error else []
+        age = _num(ctx_rows[0].get("anchor_age")) if ctx_rows else None
+        values = {**vitals, **labs}
+        if not values:
+            return Decision([_yes_no(candidates, False)], [],
+                            "No vitals or labs could be read (no ehr_sql tool, or the queries failed): falling "
+                            "back to the prior 'no', the majority answer for this family.")
+        points, parts = warning_score(values, age)
+        evidence = [o.evidence_id for k in ("vitals", "labs", "context") if (o := obs.get(k)) and o.evidence_id]
+        if ctx_rows:
+            row = ctx_rows[0]
+            elective = "elective" in row.get("admission_type", "").lower()
+            if family in ("los_gt_3", "los_gt_7") and not elective:
+                points += 1
+                parts.append("non-elective admission (+1)")
+            if family == "readmission_30d":
+                prior = (_num(row.get("admissions_so_far")) or 1) - 1
+                if prior >= 1:
+                    points += min(prior, 3)
+                    parts.append(f"{prior:.0f} earlier admission(s) (+{min(prior, 3):.0f})")
+        if family == "readmission_30d" and "history" in obs and not obs["history"].is_error:
+            codes = [r.get("icd_code", "") for r in parse_table(obs["history"].text)]
+            chronic = sum(_has_code(codes, p) for p in ("I50", "J44", "N18"))
+            if chronic:
+                points += 2 * chronic
+                parts.append(f"{chronic} chronic organ condition(s) coded before (+{2 * chronic})")
+                if obs["history"].evidence_id:
+                    evidence.append(obs["history"].evidence_id)
+        if "kb" in obs and obs["kb"].evidence_id and not obs["kb"].is_error:
+            evidence.append(obs["kb"].evidence_id)
+        threshold = self.thresholds.get(family, 7.0)
+        yes = points >= threshold
+        why = (f"Warning score {points:g} (threshold {threshold:g} for {family}): "
+               f"{'; '.join(parts) or 'nothing abnormal'}. Answer: {'yes' if yes else 'no'}.")
+        return Decision([_yes_no(candidates, yes)], evidence, why)
+
+    def _decide_dx(self, candidates: list[str], obs: dict[str, Observation]) -> Decision:
+        values = {**_latest_values(obs.get("vitals"), VITALS), **_latest_values(obs.get("labs"), LABS)}
+        drugs = [r.get("drug", "").lower() for r in parse_table(obs["meds"].text)] if "meds" in obs else []
+        codes = [r.get("icd_code", "") for r in parse_table(obs["history"].text)] if "history" in obs else []
+        chosen, reasons = [], []
+        for words, rule in DX_RULES:
+            cand = _pick(candidates, *words) if candidates else None
+            if cand is None or cand in chosen:
+                continue
+            try:
+                hit = bool(rule(values, drugs, codes))
+            except TypeError:
+                hit = False
+            if hit:
+                chosen.append(cand)
+                reasons.append(cand)
+        chosen = chosen[: self.config.max_dx]
+        evidence = [o.evidence_id for k in ("labs", "meds", "history", "vitals") if (o := obs.get(k))
+                    and o.evidence_id and not o.is_error]
+        if not chosen:
+            fallback = _pick(candidates, "chest pain") or (candidates[:1] if candidates else [])
+            fallback_list = [fallback] if isinstance(fallback, str) else list(fallback)
+            return Decision(fallback_list, evidence, "No active problem met a rule: answering the most common "
+                                                     f"category {fallback_list}.")
+        return Decision(chosen, evidence, "Active problems from treatments, labs and coded history: "
+                                          + "; ".join(reasons) + ".")
+
+    def _decide_lab_orders(self, candidates: list[str], obs: dict[str, Observation]) -> Decision:
+        o = obs.get("recent_labs")
+        labels = {r.get("label", "") for r in parse_table(o.text)} if o and not o.is_error else set()
+        chosen = []
+        for words, markers in LAB_GROUP_MARKERS:
+            cand = _pick(candidates, *words)
+            if cand is None or cand in chosen:
+                continue
+            if any(w in _norm(cand) for w in ALWAYS_DRAWN) or labels & set(markers):
+                chosen.append(cand)
+        if o is None:
+            return Decision(chosen, [], "No lab data could be read: answering the groups drawn at nearly every "
+                                        "routine draw.")
+        return Decision(chosen, [o.evidence_id] if o.evidence_id else [],
+                        "Groups drawn in the last 24 hours are drawn again (persistence), plus the routine panels.")
+
+    def _decide_cxr(self, family: str, task: Any, candidates: list[str], obs: dict[str, Observation],
+                    tools: dict[str, Any]) -> Decision:
+        source = obs.get("compare") or obs.get("classify")
+        if source is None or source.is_error:
+            missing = [t for t in ("cxr_studies", "cxr_classify", "cxr_compare") if t not in tools]
+            prior = _cxr_prior(family, candidates)
+            why = ("No CXR model output" + (f" (this recipe has no {', '.join(missing)})" if missing else "")
+                   + f": falling back to the prior {prior}.")
+            return Decision(prior, [], why)
+        text = _EID_PREFIX.sub("", source.text)
+        evidence = [e for e in (obs["studies"].evidence_id if "studies" in obs else None, source.evidence_id) if e]
+        if family == "cxr_change":
+            answer = _change_answer(text, candidates)
+            return Decision(answer, evidence, f"The CXR comparison reads: {answer}.")
+        probs = finding_probabilities(text)
+        present = {f for f, (p, thr) in probs.items() if p >= (thr if thr is not None else self.config.cxr_threshold)}
+        if family == "cxr_finding_presence":
+            finding = _question_finding(str(getattr(task, "question", "")), source)
+            yes = finding in present if finding else bool(present - {"no_finding"})
+            return Decision([_yes_no(candidates, yes)], evidence,
+                            f"CXR model: {_fmt_probs(probs)}; present at threshold: {sorted(present) or 'none'}.")
+        chosen = []
+        for f in sorted(present):
+            cand = _pick(candidates, *CXR_FINDING_WORDS.get(f, (f.replace("_", " "),))) if candidates else f
+            if cand and cand not in chosen:
+                chosen.append(cand)
+        if not chosen:
+            chosen = [_pick(candidates, "no finding", "normal") or "No Finding"] if candidates else ["no finding"]
+        return Decision(chosen, evidence, f"CXR model: {_fmt_probs(probs)}; findings at threshold: {chosen}.")
+
+
+# Helpers for tools whose argument names differ between toolsets ---------------------------------------------------
+
+def _fit_args(schema: dict[str, Any], required: dict[str, Any], optional: dict[str, Any]) -> dict[str, Any]:
+    """Keep the arguments the tool's schema accepts; `required` ones are always passed."""
+    props = (schema.get("parameters") or {}).get("properties", {})
+    args = dict(required)
+    for k, v in optional.items():
+        if k in props and k not in args:
+            args[k] = v
+    return args
+
+
+def _prediction_time(task: Any) -> datetime | None:
+    pt = getattr(task, "prediction_time", None)
+    if isinstance(pt, str):
+        try:
+            pt = datetime.fromisoformat(pt)
+        except ValueError:
+            return None
+    return pt if isinstance(pt, datetime) else None
+
+
+def _study_ids(obs: Observation | None, task: Any) -> list[Any]:
+    """Study ids in time order from the cxr_studies observation (a table, or JSON), else the task's list."""
+    ids: list[Any] = []
+    if obs is not None and not obs.is_error:
+        for row in parse_table(obs.text):
+            sid = row.get("study_id")
+            if sid:
+                ids.append(int(sid) if sid.isdigit() else sid)
+        if not ids:
+            ids = [int(x) for x in re.findall(r"\bstudy[_ ]id\W+(\d+)", obs.text)]
+    if not ids:
+        ids = list(getattr(task, "study_ids", []) or [])
+    return ids
+
+
+_PROB_LINE = re.compile(r"([A-Za-z][A-Za-z _/-]{2,40}?)\s*[:|=]\s*(?:p\s*=\s*)?([01](?:\.\d+)?)\b(?:[^\n]*?"
+                        r"threshold\D*([01](?:\.\d+)?))?")
+
+
+def finding_probabilities(text: str) -> dict[str, tuple[float, float | None]]:
+    """finding -> (probability, the model card's threshold if the observation states one)."""
+    out: dict[str, tuple[float, float | None]] = {}
+    rows = parse_table(text)
+    if rows and any("prob" in k.lower() for k in rows[0]):
+        pkey = next(k for k in rows[0] if "prob" in k.lower())
+        fkey = next((k for k in rows[0] if k.lower() in ("finding", "label", "name")), list(rows[0])[0])
+        tkey = next((k for k in rows[0] if "threshold" in k.lower()), None)
+        for r in rows:
+            p = _num(r.get(pkey))
+            if p is not None:
+                out[_norm(r[fkey]).replace(" ", "_")] = (p, _num(r.get(tkey)) if tkey else None)
+        return out
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict):
+            for k, v in data.items():
+                if isinstance(v, (int, float)):
+                    out[_norm(k).replace(" ", "_")] = (float(v), None)
+            return out
+    except (json.JSONDecodeError, TypeError):
+        pass
+    for m in _PROB_LINE.finditer(text):
+        out.setdefault(_norm(m.group(1)).replace(" ", "_"), (float(m.group(2)), _num(m.group(3))))
+    return out
+
+
+def _fmt_probs(probs: dict[str, tuple[float, float | None]]) -> str:
+    return ", ".join(f"{k} {p:.2f}" for k, (p, _) in sorted(probs.items())) or "no probabilities read"
+
+
+def _question_finding(question: str, obs: Observation) -> str | None:
+    """The finding a presence question is about: named in the classify call's arguments, else in the question."""
+    for key in ("finding", "label"):
+        if key in obs.arguments:
+            return _norm(obs.arguments[key]).replace(" ", "_")
+    q = _norm(question)
+    for finding, words in CXR_FINDING_WORDS.items():
+        if finding != "no_finding" and any(_norm(w) in q for w in words):
+            return finding
+    return None
+
+
+def _change_answer(text: str, candidates: list[str]) -> list[str]:
+    low = text.lower()
+    for words in (("worse", "worsen", "progress"), ("improv", "better", "resolv"), ("stable", "unchanged", "no change")):
+        if any(w in low for w in words):
+            cand = _pick(candidates, *words) if candidates else None
+            return [cand or words[0]]
+    return [_pick(candidates, "stable", "unchanged") or (candidates[0] if candidates else "stable")]
+
+
+def _cxr_prior(family: str, candidates: list[str]) -> list[str]:
+    if family == "cxr_finding_presence":
+        return [_yes_no(candidates, False)]
+    if family == "cxr_change":
+        return [_pick(candidates, "stable", "unchanged") or (candidates[0] if candidates else "stable")]
+    return [_pick(candidates, "no finding", "normal") or (candidates[0] if candidates else "no finding")]
