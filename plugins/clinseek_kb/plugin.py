@@ -4,8 +4,13 @@ from clinseek.hookspecs import hookimpl
 
 @hookimpl
 def register_toolsets(register):
-    try:
-        from clinseek_kb.toolset import KbToolset
-    except ImportError:  # still being built
-        return
+    from clinseek_kb.toolset import KbToolset  # cheap: heavy libraries load in open() and the tools
+
     register(KbToolset)
+
+
+@hookimpl
+def register_commands(cli):
+    from clinseek_kb.cli import kb
+
+    cli.add_command(kb)
