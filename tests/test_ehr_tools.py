@@ -19,7 +19,7 @@ TS_RE = re.compile(r"\b(\d{4}-\d{2}-\d{2})(?: (\d{2}:\d{2})(?::\d{2}(?:\.\d+)?)?
 
 def leaks(text: str, cutoff: datetime = CUTOFF) -> list[str]:
     """Markers of future or other-patient data in a tool's output."""
-    found = [m for m in ("FUTURE", "OTHER", "secret", "SECRET") if m in text]
+    found = [m for m in ("FUTURE", "OTHER", "files/p") if m in text]
     found += [pid for pid in (str(OTHER), str(OTHER + 1), str(OTHER + 2)) if pid in text]
     for day, hm in TS_RE.findall(text):
         when = datetime.fromisoformat(f"{day} {hm or '00:00'}")

@@ -180,7 +180,7 @@ class PostgresBackend:
             self.pool.put(con)
         out: dict[str, list[tuple[str, str]]] = {}
         for t, c, ty in rows:
-            out.setdefault(t, []).append((c, ty))
+            out.setdefault(t, []).append((c, _PG_NAMES.get(ty, ty)))
         return out
 
     def base_name(self, table: str, alias: str | None = None) -> exp.Table:
@@ -225,6 +225,12 @@ class PostgresBackend:
 _PG_TYPES = {16: "BOOLEAN", 20: "BIGINT", 21: "SMALLINT", 23: "INTEGER", 25: "VARCHAR", 700: "REAL",
              701: "DOUBLE", 1043: "VARCHAR", 1082: "DATE", 1114: "TIMESTAMP", 1184: "TIMESTAMP WITH TIME ZONE",
              1700: "DECIMAL"}
+
+
+# PostgreSQL type names as DuckDB spells them, so both backends describe tables alike.
+_PG_NAMES = {"TIMESTAMP WITHOUT TIME ZONE": "TIMESTAMP", "DOUBLE PRECISION": "DOUBLE", "TEXT": "VARCHAR",
+             "CHARACTER VARYING": "VARCHAR", "CHARACTER": "VARCHAR", "NUMERIC": "DECIMAL",
+             "TIMESTAMP WITH TIME ZONE": "TIMESTAMP WITH TIME ZONE"}
 
 
 def _pg_type(oid: int) -> str:

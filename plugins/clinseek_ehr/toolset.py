@@ -219,8 +219,8 @@ class EhrToolset(Toolset):
             cols = ts.spec.label_columns if ts.spec.is_dictionary else [
                 c for c in ts.columns if _is_text(ts.types.get(c, "")) and c != ts.spec.patient_key]
             code = ts.spec.code_columns[0] if ts.spec.code_columns else None
-            time = "NULL" if ts.spec.is_dictionary or not ts.time_sql else f"CAST({ts.time_sql} AS TIMESTAMP)"
-            key = f"CAST({code} AS VARCHAR)" if code else "NULL"
+            time = "CAST(NULL AS TIMESTAMP)" if ts.spec.is_dictionary or not ts.time_sql else f"CAST({ts.time_sql} AS TIMESTAMP)"
+            key = f"CAST({code} AS VARCHAR)" if code else "CAST(NULL AS VARCHAR)"
             for c in cols:
                 if c not in ts.columns:
                     continue
