@@ -186,10 +186,11 @@ def ingest(config: Any, collection: str, paths: Iterable[str | Path], context: A
 
 def search(config: Any, query: str, context: Any = None, *, collection: str | None = None,
            limit: int | None = None, mode: str | None = None, store: Store | None = None,
-           embedder: Any = None) -> list[Hit]:
+           embedder: Any = None, check: bool = True) -> list[Hit]:
     """What the agent would get: hits across the configured collections (or one), best first.
 
-    Several collections are merged by reciprocal rank (their raw scores are not comparable).
+    Several collections are merged by reciprocal rank (their raw scores are not comparable). `check=False`
+    skips the per-call collection checks (the toolset made them once in open()).
     """
     config = as_config(config)
     names = [collection] if collection else list(config.collections)
@@ -205,6 +206,9 @@ def search(config: Any, query: str, context: Any = None, *, collection: str | No
         dense = embedder.embed([query])[0].tolist() if embedder is not None and mode != "sparse" else None
         per_collection = []
         for name in names:
+            if not check:
+                per_collection.append(store.search(name, query, limit=limit, mode=mode, query_dense=dense))
+                continue
             if not store.exists(name):
                 raise UserError(f"collection {name!r} does not exist in {store.location}",
                                 hint="build it: clinseek kb build RECIPE")

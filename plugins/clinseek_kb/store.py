@@ -46,11 +46,12 @@ def describe_location(url: str | None, path: Path | None) -> str:
     return f"Qdrant server {url}" if url else f"local Qdrant at {path}"
 
 
-def open_client(url: str | None = None, api_key: Any = None, path: Path | None = None) -> Any:
+def open_client(url: str | None = None, api_key: Any = None, path: Path | None = None) -> tuple[Any, Any]:
+    """(client, lock): local clients and their lock are shared by every Store on the same folder."""
     from qdrant_client import QdrantClient
 
     if url:
-        return QdrantClient(**client_kwargs(url, api_key))
+        return QdrantClient(**client_kwargs(url, api_key)), threading.RLock()
     assert path is not None
     with _LOCAL_LOCK:
         entry = _LOCAL.get(path)
@@ -62,9 +63,9 @@ def open_client(url: str | None = None, api_key: Any = None, path: Path | None =
                 raise UserError(f"cannot open the knowledge base: {exc}", where=str(path),
                                 hint="local Qdrant allows one process per folder; stop the other one, or use "
                                      "a Qdrant server (url:)") from exc
-            entry = _LOCAL[path] = [client, 0]
+            entry = _LOCAL[path] = [client, 0, threading.RLock()]
         entry[1] += 1
-        return entry[0]
+        return entry[0], entry[2]
 
 
 def release_client(client: Any, path: Path | None) -> None:
@@ -93,8 +94,8 @@ class Store:
 
     def __init__(self, url: str | None = None, api_key: Any = None, path: Path | None = None):
         self.url, self.path = url, path
-        self.client = open_client(url, api_key, path)
-        self.lock = threading.RLock()  # local mode is not thread-safe; a server client is, but this is cheap
+        # Local mode is not thread-safe (tools run in worker threads); a server client is, the lock is cheap.
+        self.client, self.lock = open_client(url, api_key, path)
 
     @classmethod
     def from_config(cls, config: Any, context: Any = None) -> "Store":

@@ -128,7 +128,7 @@ class KbToolset(Toolset):
         if self.store is None:
             raise ToolError("kb_search is unavailable: the knowledge base is not open")
         hits = library.search(cfg, query, self.context, collection=source, limit=limit, mode=self.mode,
-                              store=self.store, embedder=self.embedder)
+                              store=self.store, embedder=self.embedder, check=False)
         return render_hits(query, hits, mode=self.mode, collections=[source] if source else cfg.collections,
                            passage_chars=cfg.passage_chars, max_chars=cfg.max_chars)
 
