@@ -4,8 +4,13 @@ from clinseek.hookspecs import hookimpl
 
 @hookimpl
 def register_toolsets(register):
-    try:
-        from clinseek_ehr.toolset import EhrToolset
-    except ImportError:  # still being built
-        return
+    from clinseek_ehr.toolset import EhrToolset
+
     register(EhrToolset)
+
+
+@hookimpl
+def register_commands(cli):
+    from clinseek_ehr.audit_cli import audit
+
+    cli.add_command(audit)

@@ -4,7 +4,7 @@ A profile is data (YAML). Per table it declares the patient key, `known_at` (one
 visible only when every one is non-null and <= the cutoff), `masked` (column -> expression saying when that
 column's value becomes known; before then it reads NULL), `time` (the expression used to order rows and place them
 on the timeline), and `columns` (the visible columns, each with a one-line description; database columns the
-profile does not list are hidden). `dictionaries` are visible whole (no patient data). Expressions are written in
+profile does not list are hidden, with a warning unless listed under `hidden`). `dictionaries` are visible whole (no patient data). Expressions are written in
 the profile's `dialect` (DuckDB by default); they see the table's own columns unqualified and other base tables as
 `src.<table>`.
 """
@@ -33,6 +33,7 @@ class TableSpec:
     columns: dict[str, str] = field(default_factory=dict)   # visible column -> description
     code_columns: tuple[str, ...] = ()    # dictionaries: looked up by exact code
     label_columns: tuple[str, ...] = ()   # dictionaries: looked up by words
+    hidden: tuple[str, ...] = ()          # database columns deliberately hidden (no warning about them)
     note: str = ""
 
     @property
@@ -94,7 +95,8 @@ def parse_profile(data: Any, source: str = "<profile>") -> Profile:
                    join_hints=tuple(str(h) for h in data.get("join_hints") or ()), source=source)
 
 
-_TABLE_KEYS = {"description", "patient_key", "known_at", "masked", "time", "columns", "code", "label", "note"}
+_TABLE_KEYS = {"description", "patient_key", "known_at", "masked", "time", "columns", "code", "label", "note",
+               "hidden"}
 
 
 def _table(name: str, spec: dict, default_key: str | None, source: str, dictionary: bool) -> TableSpec:
@@ -130,4 +132,4 @@ def _table(name: str, spec: dict, default_key: str | None, source: str, dictiona
     return TableSpec(name=name, description=str(spec.get("description", "")), patient_key=patient_key,
                      known_at=tuple(str(k) for k in known), masked=masked, time=time, columns=columns,
                      code_columns=as_tuple(spec.get("code")), label_columns=as_tuple(spec.get("label")),
-                     note=str(spec.get("note", "")))
+                     note=str(spec.get("note", "")), hidden=as_tuple(spec.get("hidden")))

@@ -29,6 +29,7 @@ class TableScope:
     types: dict[str, str]                # column -> database type (upper case)
     template: str                        # scoped SELECT with PID / CUTOFF placeholders, in the backend dialect
     time_sql: str | None                 # the time expression over the scoped columns (DuckDB SQL)
+    audit_template: str = ""             # the patient's raw rows with each known_at / mask verdict (audit only)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ class Scope:
             if not present:
                 self.skipped[name] = "none of the profile's columns exist"
                 continue
-            hidden = [c for c, _ in cols if c not in spec.columns]
+            hidden = [c for c, _ in cols if c not in spec.columns and c not in spec.hidden]
             if hidden and warn:
                 warn(f"ehr: {name}: column(s) {', '.join(hidden)} are not in profile {profile.name} and stay hidden")
             try:
@@ -102,7 +103,16 @@ class Scope:
             # Internal tool queries are written in DuckDB SQL and transpiled with the rest.
             time_sql = self._expr(spec.time, base_name).sql(dialect="duckdb")
         types = {c: ty for c, ty in present}
-        return TableScope(spec=spec, columns=tuple(names), types=types, template=sql, time_sql=time_sql)
+        # The audit's independent view: raw columns plus each rule's verdict, without the scoping rewrite.
+        verdicts = [f"(({self._expr(k, base_name).sql(dialect=d)}) {op} {CUTOFF}) AS __known_{i}"
+                    for i, k in enumerate(spec.known_at)]
+        verdicts += [f"(({self._expr(e, base_name).sql(dialect=d)}) {op} {CUTOFF}) AS __mask_{c}"
+                     for c, e in spec.masked.items() if c in names]
+        raw = ", ".join([f"{spec.name}.{exp.to_identifier(c).sql(dialect=d)} AS {exp.to_identifier(c).sql(dialect=d)}"
+                         for c in names] + verdicts)
+        audit = f"SELECT {raw} FROM {src}" + (f" WHERE {where[0]}" if spec.patient_key else "")
+        return TableScope(spec=spec, columns=tuple(names), types=types, template=sql, time_sql=time_sql,
+                          audit_template=audit)
 
     # Binding -------------------------------------------------------------------------------------------------
     def for_binding(self, patient, cutoff: datetime) -> EpisodeScope:
@@ -113,6 +123,12 @@ class Scope:
             pid = patient_literal(patient, ts.types.get(ts.spec.patient_key or "", ""))
             out[name] = ts.template.replace(PID, pid).replace(CUTOFF, cut)
         return EpisodeScope(tables=out, cutoff=cutoff, patient=patient)
+
+    def audit_sql(self, table: str, patient, cutoff: datetime) -> str:
+        ts = self.tables[table]
+        cut = f"CAST('{naive_utc(cutoff).isoformat(sep=' ')}' AS TIMESTAMP)"
+        pid = patient_literal(patient, ts.types.get(ts.spec.patient_key or "", ""))
+        return ts.audit_template.replace(PID, pid).replace(CUTOFF, cut)
 
 
 def naive_utc(t: datetime) -> datetime:

@@ -87,6 +87,12 @@ class EhrToolset(Toolset):
                 "skipped_tables": dict(self.scope.skipped) if self.scope else {},
                 "cutoff": self.config.cutoff}
 
+    def curate(self, binding, window_hours: float = 24, max_events: int = 100) -> str:
+        """The curated evidence package for `agent.evidence: curated` (see curate.curated_events)."""
+        from clinseek_ehr.curate import curated_events
+
+        return curated_events(self, binding, window_hours=window_hours, max_events=max_events)
+
     # Helpers -----------------------------------------------------------------------------------------------
     @property
     def dictionaries(self) -> list[str]:

@@ -1,0 +1,64 @@
+"""`clinseek audit RECIPE`: check that the ehr tools show no task anything after its cutoff or of another patient."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import click
+
+
+@click.command("audit")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--site", type=click.Path(dir_okay=False), default=None, help="Site file for ${site:...} values.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value.")
+@click.option("--limit", type=int, default=None, help="Audit at most this many tasks.")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.pass_context
+def audit(ctx, recipe, site, overrides, limit, as_json):
+    """Enumerate everything the ehr tools can show each task of RECIPE and count rows after the cutoff, unmasked
+    future values and other patients' rows, per table. Exits 1 when any count is not zero."""
+    from clinseek_ehr.audit import audit_tasks
+
+    loaded, toolset, tasks = load_for_audit(recipe, site, overrides, limit)
+    facts = f"profile {toolset.profile.name}, backend {toolset.backend.dialect}, cutoff {toolset.config.cutoff}"
+    try:
+        report = audit_tasks(toolset, tasks)
+    finally:
+        toolset.close()
+    if as_json:
+        click.echo(json.dumps({"tasks": report.tasks, "violations": report.violations,
+                               "tables": {k: vars(v) for k, v in sorted(report.tables.items())},
+                               "examples": report.examples}, indent=2))
+    else:
+        click.echo(f"audit of {loaded.path}: {facts}")
+        click.echo(report.render())
+    if report.violations:
+        ctx.exit(1)
+
+
+def load_for_audit(recipe, site=None, overrides=(), limit=None):
+    """The recipe's ehr toolset (opened) and its tasks, without needing its host."""
+    from clinseek.engine import RunContext, select_tasks
+    from clinseek.errors import UserError
+    from clinseek.plugins import get_registry
+    from clinseek.recipe.load import load_recipe
+    from clinseek_ehr.toolset import EhrConfig, EhrToolset
+
+    loaded = load_recipe(recipe, site=site, overrides=overrides)
+    uses = [(i, u) for i, u in enumerate(loaded.recipe.tools) if u.use == EhrToolset.name]
+    if not uses:
+        raise UserError("the recipe uses no ehr toolset: nothing to audit", where=str(loaded.path))
+    i, use = uses[0]
+    context = RunContext(recipe_dir=loaded.dir)
+    try:
+        config = EhrConfig.model_validate(use.with_)
+    except Exception as exc:  # pydantic ValidationError
+        raise UserError(f"invalid ehr configuration: {exc}", where=loaded.where(("tools", i, "with"))) from None
+    registry = get_registry()
+    src_cls = registry.get("task_sources", loaded.recipe.tasks.source, where=loaded.where(("tasks", "source")))
+    path = loaded.resolve_path(loaded.recipe.tasks.path) if loaded.recipe.tasks.path else None
+    source = src_cls(path, {**loaded.recipe.tasks.with_, "on_error": loaded.recipe.tasks.on_error}, context)
+    tasks = select_tasks(SimpleNamespace(recipe=loaded.recipe, source=source), limit)
+    toolset = EhrToolset(config, context)
+    toolset.open()
+    return loaded, toolset, tasks
