@@ -52,7 +52,7 @@ def _sid(seed: int, *parts) -> str:
 # ---------------------------------------------------------------------------------------------------- signals
 def signal(b: Block, key: str, idx: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     spec = catalog.SIGNALS[key]
-    sev = b.adm.severity(idx, t)
+    sev = 2.0 * np.tanh(b.adm.severity(idx, t) / 2.0)  # physiology saturates: no lactate of 40 at every peak
     drive = np.zeros(len(idx))
     for cname, eff in spec.get("effects", {}).items():
         drive += eff * b.adm.cond[idx, COND[cname]]
@@ -172,7 +172,7 @@ def labs(b: Block) -> tuple[pd.DataFrame, pd.DataFrame]:
     # ids unique per patient range, so they do not depend on how patients are chunked
     base = (df["subject_id"].to_numpy().astype("int64") - 10_000_000) * ROWS_PER_PATIENT
     df["specimen_id"] = base + df.groupby("subject_id")["_spec"].rank(method="dense").to_numpy().astype("int64")
-    df.insert(0, "labevent_id", base + df.groupby("subject_id").cumcount().to_numpy())
+    df.insert(0, "labevent_id", base + 1 + df.groupby("subject_id").cumcount().to_numpy())
     df.pop("_spec")
     groups = df.pop("_group")
     return df, groups

@@ -1,0 +1,97 @@
+"""The demo cohort and its tasks, built on first use into the user's cache and reused afterwards.
+
+The folder is named by (generator version, patients, seed). A build happens in a temporary sibling folder and is
+renamed into place when complete, under an exclusive file lock, so two processes asking at once build it once and
+a killed build never leaves a half-written demo behind.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from clinseek.cohort.build import DB_NAME, GENERATOR_VERSION, build_cohort
+
+DEFAULT_PATIENTS = 200  # builds in seconds on two cores, images included, and gives every task family rows
+DEFAULT_SEED = 7
+DEFAULT_PER_TASK = 40
+TASKS_NAME = "tasks.jsonl"
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    root: Path
+    db: Path
+    tasks: Path
+
+
+def cache_root(cache_dir: Path | None = None) -> Path:
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("CLINSEEK_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "clinseek"
+
+
+def demo_folder(patients: int, seed: int, cache_dir: Path | None = None) -> Path:
+    return cache_root(cache_dir) / "demo" / f"v{GENERATOR_VERSION}-p{patients}-s{seed}"
+
+
+def _paths(root: Path) -> DemoPaths:
+    return DemoPaths(root=root, db=root / DB_NAME, tasks=root / TASKS_NAME)
+
+
+def ensure_demo(patients: int = DEFAULT_PATIENTS, seed: int = DEFAULT_SEED, cache_dir: Path | None = None,
+                *, images: bool = True, per_task: int = DEFAULT_PER_TASK) -> DemoPaths:
+    """Return the demo cohort for (patients, seed), building it first if the cache lacks it."""
+    from clinseek.cohort.benchmark import build_tasks
+
+    root = demo_folder(patients, seed, cache_dir)
+    if not images:
+        root = root.with_name(root.name + "-noimg")
+    paths = _paths(root)
+    if paths.tasks.exists():
+        return paths
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _FileLock(root.parent / (root.name + ".lock")):
+        if paths.tasks.exists():  # another process finished it while we waited
+            return paths
+        tmp = Path(tempfile.mkdtemp(prefix=root.name + ".tmp-", dir=root.parent))
+        try:
+            build_cohort(tmp, patients=patients, seed=seed, images=images)
+            build_tasks(tmp / DB_NAME, tmp / TASKS_NAME, per_task=per_task, seed=seed)
+            if root.exists():  # a stale partial folder from an old layout: replace it
+                shutil.rmtree(root)
+            tmp.rename(root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return paths
+
+
+class _FileLock:
+    """Exclusive advisory lock on a file (fcntl on POSIX, msvcrt on Windows); released on exit or process death."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fh = None
+
+    def __enter__(self):
+        self.fh = open(self.path, "a+b")
+        if os.name == "nt":  # pragma: no cover - exercised on Windows only
+            import msvcrt
+
+            msvcrt.locking(self.fh.fileno(), msvcrt.LK_LOCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        if os.name != "nt":
+            import fcntl
+
+            fcntl.flock(self.fh.fileno(), fcntl.LOCK_UN)
+        self.fh.close()
