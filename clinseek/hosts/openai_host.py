@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from typing import Any
 
 from pydantic import Field
@@ -15,6 +16,8 @@ from pydantic import Field
 from clinseek.hosts.base import GenerateContext, HostResponse, ToolCall, Usage, address_is_local
 from clinseek.hosts.provider import Failure, ServedConfig, ServedHost, ToolNames, status_failure
 from clinseek.hosts.textcalls import parse_arguments, parse_text_tool_calls
+
+SHARD_SIZE = 16  # concurrent requests per HTTP connection pool
 
 
 class OpenAIConfig(ServedConfig):
@@ -32,41 +35,53 @@ class OpenAIHost(ServedHost):
 
     def __init__(self, config: OpenAIConfig, context: Any = None):
         super().__init__(config, context)
-        self._client = None
+        self._shards: list[Any] = []
+        self._shard_load: list[int] = []
         self._client_loop = None
 
     def default_site_local(self) -> bool:
         # No base_url means api.openai.com: outside the site.
         return address_is_local(self.config.base_url)
 
-    # The client ---------------------------------------------------------------------------------------------
-    def client(self):
+    # Clients ---------------------------------------------------------------------------------------------------
+    # The HTTP pool scans all its connections whenever a response finishes, so one pool of 128 connections costs
+    # milliseconds per request; several small pools (shards), each request on the least busy, keep that flat.
+    def _clients(self) -> tuple[list[Any], list[int]]:
         loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:  # connection pools belong to one loop
+        if not self._shards or self._client_loop is not loop:  # connection pools belong to one loop
             import httpx
             import openai
 
             cfg = self.config
-            pool = max(cfg.max_concurrency, 16)
-            http_client = openai.DefaultAsyncHttpxClient(
-                limits=httpx.Limits(max_connections=pool + 8, max_keepalive_connections=pool, keepalive_expiry=30))
-            self._client = openai.AsyncOpenAI(
-                api_key=self.api_key("OPENAI_API_KEY") or "EMPTY",  # local servers often need none
-                base_url=cfg.base_url, max_retries=0, timeout=httpx.Timeout(cfg.timeout_s, connect=min(
-                    cfg.timeout_s, 30.0)), http_client=http_client)
+            count = max(1, math.ceil(cfg.max_concurrency / SHARD_SIZE))
+            per_shard = math.ceil(cfg.max_concurrency / count)
+            key = self.api_key("OPENAI_API_KEY") or "EMPTY"  # local servers often need none
+            timeout = httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0))
+            self._shards = [openai.AsyncOpenAI(
+                api_key=key, base_url=cfg.base_url, max_retries=0, timeout=timeout,
+                http_client=openai.DefaultAsyncHttpxClient(limits=httpx.Limits(
+                    max_connections=per_shard * 2, max_keepalive_connections=per_shard * 2, keepalive_expiry=30)))
+                for _ in range(count)]
+            self._shard_load = [0] * count
             self._client_loop = loop
-        return self._client
+        return self._shards, self._shard_load
+
+    def client(self):
+        """The least busy client (for callers that want the SDK directly)."""
+        shards, load = self._clients()
+        return shards[min(range(len(load)), key=load.__getitem__)]
 
     async def aclose(self) -> None:
-        if self._client is not None:
+        shards, self._shards = self._shards, []
+        for client in shards:
             try:
-                await self._client.close()
+                await client.close()
             except RuntimeError:  # its loop is gone
                 pass
-            self._client = None
 
     # One request ---------------------------------------------------------------------------------------------
     def build_request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+        """The chat-completions request body."""
         cfg = self.config
         names = ToolNames([t["name"] for t in tools])
         request: dict[str, Any] = {"model": cfg.model, "messages": to_openai_messages(messages, names)}
@@ -84,14 +99,24 @@ class OpenAIHost(ServedHost):
                 request[key] = value
         if cfg.max_tokens is not None:
             request["max_tokens"] = cfg.max_tokens
-        if cfg.extra_body:
-            request["extra_body"] = dict(cfg.extra_body)
+        if cfg.extra_body:  # merged at the top level, as the SDK's extra_body does
+            request.update(cfg.extra_body)
         return request
 
     async def _request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                        ctx: GenerateContext) -> HostResponse:
-        request = self.build_request(messages, tools)
-        completion = await self.client().chat.completions.create(**request)
+        from openai.types.chat import ChatCompletion
+
+        # client.post (the SDK's documented raw call) skips create()'s per-field transform of the whole
+        # conversation, which costs milliseconds per turn on long histories; the body is already wire format.
+        body = self.build_request(messages, tools)
+        shards, load = self._clients()
+        i = min(range(len(load)), key=load.__getitem__)
+        load[i] += 1
+        try:
+            completion = await shards[i].post("/chat/completions", cast_to=ChatCompletion, body=body)
+        finally:
+            load[i] -= 1
         return self.parse_completion(completion, tools)
 
     def parse_completion(self, completion: Any, tools: list[dict[str, Any]]) -> HostResponse:
