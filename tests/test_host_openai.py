@@ -290,3 +290,30 @@ async def test_unparsed_arguments_are_replayed_as_the_model_wrote_them(server):
     await host.aclose()
     sent = server.bodies()[0]["messages"][2]["tool_calls"][0]["function"]["arguments"]
     assert sent == '{"query": SELECT'
+
+
+async def test_many_concurrent_requests_spread_over_small_pools(server):
+    server.delay_s = 0.05
+    host = make_host(server, max_concurrency=40)
+    results = await asyncio.gather(*(host.generate(MESSAGES, TOOLS, GenerateContext()) for _ in range(40)))
+    assert len(host._shards) == 3 and host._shard_load == [0, 0, 0]
+    await host.aclose()
+    assert all(r.content == "plain answer" for r in results) and host.limiter.peak_in_flight == 40
+    assert server.connections >= 40  # every request had its own connection, none queued behind another
+
+
+async def test_requests_per_minute_limit_waits_for_the_window(server):
+    host = make_host(server, requests_per_minute=2)
+    clock = {"now": 0.0}
+    waits = []
+
+    async def fake_sleep(seconds):
+        waits.append(seconds)
+        clock["now"] += seconds
+
+    host.limiter.clock = lambda: clock["now"]
+    host.limiter.sleep = fake_sleep
+    for _ in range(3):
+        await host.generate(MESSAGES, TOOLS, GenerateContext())
+    await host.aclose()
+    assert len(server.requests) == 3 and len(waits) == 1 and 59.9 <= waits[0] <= 60.1
