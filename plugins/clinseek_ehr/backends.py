@@ -23,6 +23,51 @@ SRC = "clinseek_src"
 COUNT_CAP = 100_000   # rows counted beyond max_rows before saying "more than N"
 
 
+class Watchdog:
+    """One timer thread for every statement time limit (a thread per query would cost about a millisecond)."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._jobs: dict[int, tuple[float, Any]] = {}
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout_s: float, fire) -> int:
+        import time
+
+        with self._cond:
+            self._next += 1
+            self._jobs[self._next] = (time.monotonic() + timeout_s, fire)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="clinseek-ehr-watchdog", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return self._next
+
+    def cancel(self, token: int) -> None:
+        with self._cond:
+            self._jobs.pop(token, None)
+
+    def _loop(self) -> None:
+        import time
+
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                due = [k for k, (t, _) in self._jobs.items() if t <= now]
+                for k in due:
+                    _, fire = self._jobs.pop(k)
+                    try:
+                        fire()
+                    except Exception:  # noqa: BLE001 - a failed interrupt must not stop the watchdog
+                        pass
+                wait = min((t for t, _ in self._jobs.values()), default=now + 60) - now
+                self._cond.wait(timeout=max(0.005, wait))
+
+
+WATCHDOG = Watchdog()
+
+
 @dataclass
 class Result:
     columns: list[str]
@@ -40,6 +85,7 @@ class DuckDbBackend:
         self.memory_limit = memory_limit
         self.threads = threads
         self.con = None
+        self._cursors: queue.Queue = queue.Queue()
 
     def open(self) -> None:
         import duckdb
@@ -66,6 +112,8 @@ class DuckDbBackend:
         self.con = con
 
     def close(self) -> None:
+        while not self._cursors.empty():
+            self._cursors.get_nowait().close()
         if self.con is not None:
             self.con.close()
             self.con = None
@@ -87,11 +135,10 @@ class DuckDbBackend:
     def run(self, sql: str, max_rows: int, timeout_s: float, count_more: bool = True) -> Result:
         import duckdb
 
-        cur = self.con.cursor()
-        timer = threading.Timer(timeout_s, cur.interrupt)
+        cur = self._cursor()
         timed_out = threading.Event()
-        timer.function = lambda: (timed_out.set(), cur.interrupt())
-        timer.start()
+        token = WATCHDOG.start(timeout_s, lambda: (timed_out.set(), cur.interrupt()))
+        ok = False
         try:
             cur.execute(sql)
             columns = [d[0] for d in cur.description]
@@ -111,6 +158,7 @@ class DuckDbBackend:
                         capped = bool(cur.fetchmany(1))
                 else:
                     capped = True
+            ok = True
             return Result(columns, types, rows, more, capped)
         except duckdb.InterruptException:
             if timed_out.is_set():
@@ -120,7 +168,20 @@ class DuckDbBackend:
         except duckdb.Error as exc:
             raise ToolError(f"query failed: {clean_error(str(exc))}") from None
         finally:
-            timer.cancel()
+            WATCHDOG.cancel(token)
+            self._release(cur, reuse=ok and not timed_out.is_set())
+
+    # Cursors are reused: creating one per call costs more than a small query.
+    def _cursor(self):
+        try:
+            return self._cursors.get_nowait()
+        except queue.Empty:
+            return self.con.cursor()
+
+    def _release(self, cur, reuse: bool) -> None:
+        if reuse and self._cursors.qsize() < 16:
+            self._cursors.put(cur)
+        else:
             cur.close()
 
 
