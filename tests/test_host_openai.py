@@ -317,3 +317,14 @@ async def test_requests_per_minute_limit_waits_for_the_window(server):
         await host.generate(MESSAGES, TOOLS, GenerateContext())
     await host.aclose()
     assert len(server.requests) == 3 and len(waits) == 1 and 59.9 <= waits[0] <= 60.1
+
+
+async def test_think_block_in_content_is_split_and_calls_inside_it_are_ignored(server):
+    server.script.append(completion('<think>maybe <tool_call>{"name": "finish", "arguments": {}}</tool_call>'
+                                    '</think>\n<tool_call>{"name": "ehr_sql", "arguments": {"query": "q"}}'
+                                    '</tool_call>'))
+    host = make_host(server)
+    r = await host.generate(MESSAGES, TOOLS, GenerateContext())
+    await host.aclose()
+    assert [c.name for c in r.tool_calls] == ["ehr_sql"]
+    assert r.provider_data["reasoning_content"].startswith("maybe") and r.content is None

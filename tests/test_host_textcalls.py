@@ -93,3 +93,11 @@ def test_parse_arguments():
     args, problem = parse_arguments("{'a': 1}")
     assert args == {} and "not valid JSON" in problem
     assert "JSON object" in parse_arguments("[1, 2]")[1]
+
+
+def test_split_thinking():
+    from clinseek.hosts.textcalls import split_thinking
+
+    assert split_thinking("<think>a</think>b") == ("a", "b")
+    assert split_thinking("no thoughts") == (None, "no thoughts")
+    assert split_thinking("a</think>b") == ("a", "b")  # templates that open the block in the prompt

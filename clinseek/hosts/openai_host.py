@@ -15,7 +15,7 @@ from pydantic import Field
 
 from clinseek.hosts.base import GenerateContext, HostResponse, ToolCall, Usage, address_is_local
 from clinseek.hosts.provider import Failure, ServedConfig, ServedHost, ToolNames, status_failure
-from clinseek.hosts.textcalls import parse_arguments, parse_text_tool_calls
+from clinseek.hosts.textcalls import parse_arguments, parse_text_tool_calls, split_thinking
 
 SHARD_SIZE = 16  # concurrent requests per HTTP connection pool
 
@@ -141,6 +141,11 @@ class OpenAIHost(ServedHost):
         reasoning = extra.get("reasoning_content") or extra.get("reasoning")
         if reasoning:
             provider_data["reasoning_content"] = reasoning
+        if content and "</think>" in content:  # a server without a reasoning parser
+            thought, content = split_thinking(content)
+            content = content or None
+            if thought and "reasoning_content" not in provider_data:
+                provider_data["reasoning_content"] = thought
         if not calls and content and self.config.text_tool_calls:
             found = parse_text_tool_calls(content, [t["name"] for t in tools] if tools else None)
             if found.calls:

@@ -140,6 +140,15 @@ def _fenced(text: str, known: set[str] | None) -> TextCalls | None:
     return TextCalls(calls, _rest("".join(kept)))
 
 
+def split_thinking(text: str) -> tuple[str | None, str]:
+    """Separate a leading <think>...</think> block (Qwen3, DeepSeek-R1 style) from the reply, so calls the model
+    only considered while thinking are not taken as calls."""
+    if "</think>" not in text:
+        return None, text
+    head, _, tail = text.partition("</think>")
+    return head.replace("<think>", "").strip() or None, tail.strip()
+
+
 # Helpers ---------------------------------------------------------------------------------------------------------
 
 _NOTHING = object()

@@ -18,10 +18,7 @@ from pydantic import Field
 from clinseek.hosts.base import GenerateContext, HostResponse, Usage
 from clinseek.hosts.errors import HostError, HostRequestRejected
 from clinseek.hosts.provider import CachingHost, ProviderConfig
-from clinseek.hosts.textcalls import parse_text_tool_calls
-
-_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
-
+from clinseek.hosts.textcalls import parse_text_tool_calls, split_thinking
 
 class TransformersConfig(ProviderConfig):
     provider: str = "transformers"
@@ -209,14 +206,6 @@ def _stop_ids(tokenizer: Any, model: Any) -> set[int]:
     if tokenizer.pad_token_id is not None:
         ids.add(tokenizer.pad_token_id)
     return ids
-
-
-def split_thinking(text: str) -> tuple[str | None, str]:
-    """Separate a leading <think>...</think> block (Qwen3, DeepSeek-R1 style) from the reply."""
-    if _THINK_CLOSE not in text:
-        return None, text
-    head, _, tail = text.partition(_THINK_CLOSE)
-    return head.replace(_THINK_OPEN, "").strip() or None, tail.strip()
 
 
 def to_hf_tool(tool: dict[str, Any]) -> dict[str, Any]:
