@@ -33,7 +33,8 @@ def load_schema() -> dict:
 
 @lru_cache(maxsize=1)
 def _schema() -> dict:
-    return yaml.safe_load(SCHEMA_FILE.read_text(encoding="utf-8"))
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader parses the schema ~8x faster
+    return yaml.load(SCHEMA_FILE.read_text(encoding="utf-8"), Loader=loader)
 
 
 def table_columns(table: str) -> list[tuple[str, str]]:
