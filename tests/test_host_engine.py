@@ -95,3 +95,30 @@ def test_unknown_host_option_is_a_validation_error(tmp_path, registry, capsys):
                                           "max_retry": 3})
     code, _, err = run_cli(capsys, "validate", str(recipe))
     assert code == 2 and "max_retry" in err
+
+
+def test_anthropic_thinking_survives_the_engine_and_is_replayed(tmp_path, registry, capsys, monkeypatch):
+    from fake_servers.anthropic_server import FakeAnthropicServer, message, thinking, tool_use
+
+    def script(request):
+        turns = request.json()["messages"]
+        if len(turns) == 1:
+            return message(thinking("look first", "sig-9"), tool_use("notes_echo", {"text": "hi"}, "tu_1"))
+        return message(tool_use("finish", {"answer": ["yes"]}, "tu_2"))
+
+    server = FakeAnthropicServer(default=script).start()
+    try:
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-env")
+        host = {"provider": "anthropic", "base_url": server.url, "model": "claude-test",
+                "thinking": {"type": "enabled", "budget_tokens": 1024}}
+        recipe = write_recipe(tmp_path, host=host, n_tasks=1, output={"dir": str(tmp_path / "runs"), "report": False})
+        code, _, err = run_cli(capsys, "apply", str(recipe), "--quiet")
+    finally:
+        server.stop()
+    assert code == 0, err
+    _, results = results_of(tmp_path)
+    assert results[0]["status"] == "completed" and results[0]["answer"] == ["yes"]
+    second = server.bodies()[1]["messages"]
+    assert [b["type"] for b in second[1]["content"]] == ["thinking", "tool_use"]
+    assert second[1]["content"][0]["signature"] == "sig-9"
+    assert second[2]["content"][0]["type"] == "tool_result" and second[2]["content"][0]["tool_use_id"] == "tu_1"
