@@ -9,7 +9,7 @@
 3. Host layer per request: OpenAIHost.generate against raw httpx POSTs to the same zero-delay server, and a
    response-cache hit.
 
-    .venv/bin/python bench/bench_hosts.py [--delay 1.0] [--waves 3] [--levels 1,8,32,128]
+    .venv/bin/python bench/bench_hosts.py [--delay 1.0] [--waves 3] [--levels 1,8,32,128] [--repeats 2]
 """
 from __future__ import annotations
 
@@ -89,15 +89,21 @@ def start_server(delay: float) -> tuple[subprocess.Popen, str]:
     return proc, proc.stdout.readline().strip()
 
 
-async def throughput(base_url: str, delay: float, levels: list[int], waves: int, server_pid: int = 0) -> list[dict]:
+async def throughput(base_url: str, delay: float, levels: list[int], waves: int, server_pid: int = 0,
+                     repeats: int = 1) -> list[dict]:
     rows = []
     for n in levels:
         host = OpenAIHost(OpenAIConfig(provider="openai", base_url=base_url, model="fake", max_concurrency=n))
         await run_episodes(host, n, n)  # open the connection pools first
         count = n * waves
-        cpu0, server0 = time.process_time(), process_cpu_s(server_pid)
-        wall, results = await run_episodes(host, count, n)
-        cpu, server_cpu = time.process_time() - cpu0, process_cpu_s(server_pid) - server0
+        best = None
+        for _ in range(repeats):  # the best of a few: other users of a shared machine only ever slow a run down
+            cpu0, server0 = time.process_time(), process_cpu_s(server_pid)
+            wall, results = await run_episodes(host, count, n)
+            cpu, server_cpu = time.process_time() - cpu0, process_cpu_s(server_pid) - server0
+            if best is None or wall < best[0]:
+                best = (wall, results, cpu, server_cpu)
+        wall, results, cpu, server_cpu = best
         await host.aclose()
         bad = [r for r in results if r["status"] != "completed"]
         assert not bad, bad[0]
@@ -182,6 +188,7 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=1.0, help="server delay per request (s)")
     parser.add_argument("--waves", type=int, default=3, help="episodes per level = concurrency * waves")
     parser.add_argument("--levels", default="1,8,32,128")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per level; the fastest is reported")
     parser.add_argument("--overhead-episodes", type=int, default=1000)
     parser.add_argument("--host-requests", type=int, default=300)
     args = parser.parse_args()
@@ -191,7 +198,7 @@ def main() -> None:
     proc, url = start_server(args.delay)
     zero, zero_url = start_server(0.0)
     try:
-        rows = asyncio.run(throughput(url, args.delay, levels, args.waves, proc.pid))
+        rows = asyncio.run(throughput(url, args.delay, levels, args.waves, proc.pid, args.repeats))
         print("\n| concurrent episodes | episodes | wall s | tasks/min | ideal tasks/min | fraction of ideal "
               "| client CPU s | client CPU ms/request | server CPU s |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
