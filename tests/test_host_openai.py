@@ -328,3 +328,18 @@ async def test_think_block_in_content_is_split_and_calls_inside_it_are_ignored(s
     await host.aclose()
     assert [c.name for c in r.tool_calls] == ["ehr_sql"]
     assert r.provider_data["reasoning_content"].startswith("maybe") and r.content is None
+
+
+async def test_retries_are_reported_as_run_warnings_without_the_key(server):
+    from types import SimpleNamespace
+
+    warnings = []
+    server.script.extend([error(503, "busy for sk-secret-123"), completion("ok")])
+    host = OpenAIHost(OpenAIConfig.model_validate({"provider": "openai", "base_url": server.base_url,
+                                                   "model": "fake-model", "api_key": "sk-secret-123",
+                                                   "backoff_base_s": 0.001}),
+                      SimpleNamespace(warn=warnings.append, recipe_dir=None, cache_dir=None))
+    assert (await host.generate(MESSAGES, TOOLS, GenerateContext())).content == "ok"
+    await host.aclose()
+    assert len(warnings) == 1 and "HTTP 503" in warnings[0] and "retry 1/6" in warnings[0]
+    assert "sk-secret-123" not in warnings[0]

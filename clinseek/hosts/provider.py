@@ -8,6 +8,7 @@ implements `_request` (one attempt) and `_failure` (what an exception from it me
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
 import time
@@ -177,8 +178,6 @@ class ServedHost(CachingHost):
                                                               if self.config.base_url else "")
 
     def api_key(self, env_var: str | None) -> str | None:
-        import os
-
         if self.config.api_key is not None:
             return self.config.api_key.get_secret_value()
         return os.environ.get(env_var) if env_var else None
@@ -189,11 +188,6 @@ class ServedHost(CachingHost):
         if key and len(key) >= 6:
             text = text.replace(key, "***")
         return text
-
-    def sampling_params(self) -> dict[str, Any]:
-        cfg = self.config
-        out = {"temperature": cfg.temperature, "top_p": cfg.top_p, "seed": cfg.seed}
-        return {k: v for k, v in out.items() if v is not None}
 
 
 def status_failure(status: int, message: str, retry_after: float | None, model: str,
