@@ -224,7 +224,7 @@ def cxr_studies(b: Block) -> tuple[pd.DataFrame, pd.DataFrame]:
                          "PerformedProcedureStepDescription": "CHEST (PORTABLE AP)" if ap else "CHEST (PA AND LAT)",
                          "ViewPosition": "AP" if ap else "PA", "Rows": 256, "Columns": 256,
                          "StudyDate": int(date.strftime("%Y%m%d")),
-                         "StudyTime": float(date.strftime("%H%M%S")) + round(float(rng.uniform(0, 1)), 3),
+                         "StudyTime": float(date.strftime("%H%M%S")),
                          "ProcedureCodeSequence_CodeMeaning": "CHEST (PORTABLE AP)" if ap else "CHEST (PA AND LAT)",
                          "ViewCodeSequence_CodeMeaning": "antero-posterior" if ap else "postero-anterior",
                          "PatientOrientationCodeSequence_CodeMeaning": "Recumbent" if where == "ICU" else "Erect",
