@@ -101,3 +101,23 @@ def test_split_thinking():
     assert split_thinking("<think>a</think>b") == ("a", "b")
     assert split_thinking("no thoughts") == (None, "no thoughts")
     assert split_thinking("a</think>b") == ("a", "b")  # templates that open the block in the prompt
+
+
+SCHEMAS = [{"name": "ehr_sql", "description": "", "parameters": {"type": "object", "properties": {
+    "query": {"type": "string"}, "limit": {"type": "integer"}, "ids": {"type": "array"}}}},
+    {"name": "finish", "description": "", "parameters": {"type": "object", "properties": {
+        "answer": {"type": "array"}}}}]
+
+
+def test_qwen3_coder_xml_parameters_follow_the_schema_types():
+    text = ("Checking.\n<tool_call>\n<function=ehr_sql>\n<parameter=query>\nSELECT 1\n</parameter>\n"
+            "<parameter=limit>\n5\n</parameter>\n<parameter=ids>\n[1, 2]\n</parameter>\n</function>\n</tool_call>"
+            "\n<tool_call>\n<function=finish>\n<parameter=answer>\n[\"yes\"]\n</parameter>\n</function>\n"
+            "</tool_call>")
+    found = parse_text_tool_calls(text, tools=SCHEMAS)
+    assert calls(found) == [("ehr_sql", {"query": "SELECT 1", "limit": 5, "ids": [1, 2]}, False),
+                            ("finish", {"answer": ["yes"]}, False)]
+    assert found.content == "Checking."
+    # a string parameter that looks like a number stays a string
+    numeric = parse_text_tool_calls("<function=ehr_sql><parameter=query>42</parameter></function>", tools=SCHEMAS)
+    assert numeric.calls[0].arguments == {"query": "42"}

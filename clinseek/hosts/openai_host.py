@@ -147,7 +147,7 @@ class OpenAIHost(ServedHost):
             if thought and "reasoning_content" not in provider_data:
                 provider_data["reasoning_content"] = thought
         if not calls and content and self.config.text_tool_calls:
-            found = parse_text_tool_calls(content, [t["name"] for t in tools] if tools else None)
+            found = parse_text_tool_calls(content, tools=tools or None)
             if found.calls:
                 for call in found.calls:
                     call.name = names.canonical(call.name)

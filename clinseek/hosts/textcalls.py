@@ -9,6 +9,8 @@ formats seen in practice:
   of such objects, or several separated by ``;``
 - Mistral: ``[TOOL_CALLS][{"name": ..., "arguments": {...}}, ...]`` or ``[TOOL_CALLS]name[ARGS]{...}``
 - Llama 3.1 custom: ``<function=name>{...}</function>``
+- Qwen3-Coder / Qwen3.5 XML: ``<tool_call><function=name><parameter=key>value</parameter></function></tool_call>``
+  (values follow the tool schema's types: strings stay text, other types are read as JSON)
 - fenced blocks: ```` ```json {"name": ..., "arguments": {...}} ``` ```` (or a list)
 
 Explicitly tagged formats accept any tool name (the engine tells the model when a name is unknown). Untagged JSON
@@ -20,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -30,6 +33,8 @@ _FUNCTION_TAG = re.compile(r"<function=([A-Za-z0-9_.\-]+)>\s*(.*?)\s*(?:</functi
 _FENCE = re.compile(r"```(?:json|tool_call|tool_code)?\s*\n?(.*?)```", re.S)
 _MISTRAL_NAMED = re.compile(r"\[TOOL_CALLS\]\s*([A-Za-z0-9_.\-]+)\s*\[ARGS\]\s*", re.S)
 _NAME_IN_TEXT = re.compile(r'"name"\s*:\s*"([^"]+)"')
+_PARAMETER = re.compile(r"<parameter=([^>\s]+)>(.*?)</parameter>", re.S)
+_TYPES: ContextVar[dict[str, dict[str, Any]]] = ContextVar("textcall_types", default={})
 _ARG_KEYS = ("arguments", "parameters", "args", "input")
 
 
@@ -41,11 +46,19 @@ class TextCalls:
     content: str | None = None
 
 
-def parse_text_tool_calls(text: str | None, tool_names: Iterable[str] | None = None) -> TextCalls:
-    """Find tool calls written as text. Returns no calls (and the text unchanged) when there are none."""
+def parse_text_tool_calls(text: str | None, tool_names: Iterable[str] | None = None, *,
+                          tools: list[dict[str, Any]] | None = None) -> TextCalls:
+    """Find tool calls written as text. Returns no calls (and the text unchanged) when there are none.
+
+    `tools` (provider-neutral schemas) may replace `tool_names`; their parameter types let XML-style parameters
+    (`<parameter=x>5</parameter>`) become numbers, lists or objects where the schema says so.
+    """
     if not text or not text.strip():
         return TextCalls([], text)
+    if tools is not None:
+        tool_names = [t["name"] for t in tools]
     known = set(tool_names) if tool_names is not None else None
+    _TYPES.set(parameter_types(tools or []))
     for finder in (_hermes, _function_tags, _mistral, _bare_json, _fenced):
         found = finder(text, known)
         if found is not None and found.calls:
@@ -66,7 +79,7 @@ def _hermes(text: str, known: set[str] | None) -> TextCalls | None:
 def _function_tags(text: str, known: set[str] | None) -> TextCalls | None:
     if "<function=" not in text:
         return None
-    calls = [_make_call(m.group(1), m.group(2) or "{}") for m in _FUNCTION_TAG.finditer(text)]
+    calls = [_function_call(m.group(1), m.group(2)) for m in _FUNCTION_TAG.finditer(text)]
     return TextCalls(calls, _rest(_FUNCTION_TAG.sub("", text)))
 
 
@@ -169,11 +182,46 @@ def _call_from_json_text(raw: str) -> ToolCall | None:
     raw = raw.strip()
     if not raw:
         return None
+    if raw.startswith("<function="):  # Qwen3-Coder / Qwen3.5 XML inside <tool_call>
+        m = _FUNCTION_TAG.match(raw)
+        if m:
+            return _function_call(m.group(1), m.group(2))
     value, tail = _first_json_value(raw)
     if value is _NOTHING or not isinstance(value, dict):
         name = _NAME_IN_TEXT.search(raw)
         return _broken_call(name.group(1) if name else "", raw)
     return _call_from_object(value, raw)
+
+
+def _function_call(name: str, body: str | None) -> ToolCall:
+    """`<function=name>` followed by a JSON object (Llama 3.1) or `<parameter=key>value</parameter>` tags."""
+    body = (body or "").strip()
+    if "<parameter=" not in body:
+        return _make_call(name, body or "{}")
+    types = _TYPES.get().get(name, {})
+    args = {m.group(1): _coerce(m.group(2), types.get(m.group(1))) for m in _PARAMETER.finditer(body)}
+    return ToolCall(id="", name=name, arguments=args, raw_arguments=body)
+
+
+def _coerce(raw: str, json_type: Any) -> Any:
+    """A parameter's text as the schema's type: strings stay text; anything else is read as JSON if it parses."""
+    value = raw[1:] if raw.startswith("\n") else raw
+    value = value[:-1] if value.endswith("\n") else value
+    if json_type == "string" or (isinstance(json_type, list) and "string" in json_type):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def parameter_types(tools: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{tool: {parameter: JSON-schema type}} from provider-neutral tool schemas."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in tools:
+        props = ((t.get("parameters") or {}).get("properties") or {})
+        out[t["name"]] = {k: (v or {}).get("type") for k, v in props.items() if isinstance(v, dict)}
+    return out
 
 
 def _call_from_object(obj: Any, raw: str) -> ToolCall | None:

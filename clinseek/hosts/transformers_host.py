@@ -183,7 +183,7 @@ class TransformersHost(CachingHost):
                 break
         text = tok.decode(new_ids, skip_special_tokens=False)
         reasoning, text = split_thinking(text)
-        found = parse_text_tool_calls(text, [t["name"] for t in tools] if tools else None)
+        found = parse_text_tool_calls(text, tools=tools or None)
         provider_data = {"reasoning_content": reasoning} if reasoning else {}
         if found.calls:
             provider_data["text_tool_calls"] = True
