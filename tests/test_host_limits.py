@@ -85,3 +85,18 @@ def test_token_estimate_counts_messages_tools_and_output():
     small = estimate_tokens([{"role": "user", "content": "x"}], [], 100)
     big = estimate_tokens([{"role": "user", "content": "x" * 4000}], [{"name": "t", "description": "d" * 400}], 100)
     assert 100 < small < 120 and big > small + 1000
+
+
+def test_a_limiter_survives_several_event_loops():
+    limiter = RateLimiter(max_concurrency=1, requests_per_minute=100)
+
+    async def burst():
+        async def one():
+            async with limiter.slot():
+                await asyncio.sleep(0.001)
+
+        await asyncio.gather(*(one() for _ in range(3)))
+
+    asyncio.run(burst())
+    asyncio.run(burst())  # would fail with "bound to a different event loop" if the primitives were kept
+    assert limiter.peak_in_flight == 1

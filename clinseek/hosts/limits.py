@@ -26,6 +26,7 @@ class RateLimiter:
         self.tpm = tokens_per_minute
         self.clock = clock
         self.sleep = sleep or asyncio.sleep
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._window_lock: asyncio.Lock | None = None
         self._requests: deque[float] = deque()
@@ -37,6 +38,9 @@ class RateLimiter:
         return Slot(self, estimated_tokens)
 
     async def _enter(self, estimated_tokens: int) -> list | None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # asyncio primitives belong to one loop; a host may outlive one asyncio.run
+            self._loop, self._semaphore, self._window_lock, self.in_flight = loop, None, None, 0
         if self.max_concurrency:
             if self._semaphore is None:
                 self._semaphore = asyncio.Semaphore(self.max_concurrency)

@@ -44,6 +44,7 @@ class TransformersHost(CachingHost):
         self.device: str | None = None
         self._load_lock = threading.Lock()
         self._semaphore: asyncio.Semaphore | None = None
+        self._semaphore_loop = None
         self._template: str | None = None
 
     def default_site_local(self) -> bool:
@@ -117,8 +118,9 @@ class TransformersHost(CachingHost):
     # Generation ----------------------------------------------------------------------------------------------
     async def _generate(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                         ctx: GenerateContext) -> HostResponse:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
+        loop = asyncio.get_running_loop()
+        if self._semaphore is None or self._semaphore_loop is not loop:
+            self._semaphore, self._semaphore_loop = asyncio.Semaphore(self.config.max_concurrency), loop
         async with self._semaphore:
             return await asyncio.to_thread(self.generate_sync, messages, tools, ctx)
 
