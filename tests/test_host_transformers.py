@@ -161,3 +161,17 @@ async def test_a_real_episode_runs_on_the_local_model(model_dir):
     # the second turn's prompt carried the first call and its result through the chat template
     assert '"name": "probe_lookup"' in host.prompts[1] and "[E1] value of a for subject 42" in host.prompts[1]
     assert '"name": "finish"' in host.prompts[0]  # the engine's finish tool was offered
+
+
+async def test_hub_id_loads_offline_from_a_cache_folder(model_dir, tmp_path):
+    import shutil
+
+    repo = tmp_path / "hub" / "models--test-org--tiny-qwen2"
+    snapshot = repo / "snapshots" / "0123456789abcdef"
+    shutil.copytree(model_dir, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123456789abcdef")
+    host = scripted(tmp_path, ['<tool_call>{"name": "finish", "arguments": {"answer": ["no"]}}</tool_call>'],
+                    model="test-org/tiny-qwen2", hub_cache_dir=str(tmp_path / "hub"))
+    r = await host.generate(MESSAGES, TOOLS, GenerateContext())
+    assert r.tool_calls[0].arguments == {"answer": ["no"]}

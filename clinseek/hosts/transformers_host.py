@@ -23,6 +23,8 @@ from clinseek.hosts.textcalls import parse_text_tool_calls, split_thinking
 class TransformersConfig(ProviderConfig):
     provider: str = "transformers"
     revision: str | None = None
+    hub_cache_dir: str | None = Field(default=None, description="a Hugging Face cache folder other than the default "
+                                                                 "(e.g. a site's shared model store)")
     device: str = Field(default="auto", description="auto (CUDA when available), cpu, cuda or cuda:N")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     max_tokens: int | None = Field(default=1024, ge=1, description="most new tokens per turn")
@@ -79,6 +81,8 @@ class TransformersHost(CachingHost):
             options: dict[str, Any] = {"local_files_only": cfg.local_files_only}
             if cfg.revision:
                 options["revision"] = cfg.revision
+            if cfg.hub_cache_dir:
+                options["cache_dir"] = str(Path(cfg.hub_cache_dir).expanduser())
             try:
                 tokenizer = AutoTokenizer.from_pretrained(src, **options)
                 dtype = "auto" if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
