@@ -122,12 +122,22 @@ def _balanced(rows: list[dict], n: int, rng: np.random.Generator, balance: bool)
     if not balance:
         keep = rng.choice(len(rows), n, replace=False)
         return [rows[i] for i in sorted(keep)]
+    pick = lambda xs, k: [xs[i] for i in sorted(rng.choice(len(xs), k, replace=False))]  # noqa: E731
+    if rows[0]["task"] == "cxr_change":  # up to a third per answer, filled from the others
+        groups = [[r for r in rows if r["label"] == [c]] for c in CHANGE]
+        take = [0, 0, 0]
+        left = n
+        while left:
+            open_ = [i for i in range(3) if take[i] < len(groups[i])]
+            for i in open_[:left]:
+                take[i] += 1
+                left -= 1
+        return [r for g, k in zip(groups, take) for r in pick(g, k)]
     pos = [r for r in rows if r["label"] == ["yes"]]
     neg = [r for r in rows if r["label"] != ["yes"]]
     n_pos = min(len(pos), n // 2)
     n_neg = min(len(neg), n - n_pos)
     n_pos = min(len(pos), n - n_neg)
-    pick = lambda xs, k: [xs[i] for i in sorted(rng.choice(len(xs), k, replace=False))]  # noqa: E731
     return pick(pos, n_pos) + pick(neg, n_neg)
 
 
@@ -312,7 +322,7 @@ def build_tasks(db: Path, out: Path, *, per_task: int = 50, seed: int = 7, balan
         else:
             rows = multimodal_rows(t, task, seed, image_root)
         yes_no = task in RISK_TASKS or task == "cxr_finding_presence"
-        rows = _balanced(rows, per_task, _rng(seed, task), balance and yes_no)
+        rows = _balanced(rows, per_task, _rng(seed, task), balance and (yes_no or task == "cxr_change"))
         rows.sort(key=lambda r: r["qid"])
         counts[task] = len(rows)
         positives[task] = sum(r["label"] == ["yes"] for r in rows) if yes_no else 0

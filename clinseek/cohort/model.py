@@ -142,7 +142,9 @@ def simulate_admissions(seed: int, block: int, pats: Patients) -> Admissions:
     tp = np.where(worsen, rng.uniform(8, 96, shape), 0.0)
     sp = s0 + np.where(worsen, rng.gamma(2.0, 0.45, shape), 0.0)
     age = pats.age[:, None] + rng.integers(0, 3, shape)
-    dies = rng.random(shape) < _sigmoid(-5.6 + 1.75 * sp + 0.035 * (age - 65) + 0.35 * frail)
+    # `hidden` is what no chart shows (goals of care, reserve): it keeps early evidence from settling the outcome
+    hidden = rng.normal(0, 1.3, shape)
+    dies = rng.random(shape) < _sigmoid(-6.0 + 1.6 * sp + 0.03 * (age - 65) + 0.3 * frail + hidden)
     # A patient who dies without a modelled deterioration declines slowly over days.
     slow = dies & (tp == 0)
     tp = np.where(slow, rng.uniform(24, 200, shape), tp)
