@@ -8,7 +8,7 @@ from clinseek.agent import AgentLimits, EpisodeRunner, ToolBox
 from clinseek.exporters.sharegpt import ShareGPTExporter, validate_sharegpt
 from clinseek.hosts.base import GenerateContext
 from clinseek.hosts.builtin import BUILTIN_HOSTS
-from clinseek.hosts.rules import (LABS_SQL, VITALS_SQL, Observation, RulesConfig, RulesHost, finding_probabilities,
+from clinseek.hosts.rules import (ED_SQL, VITALS_SQL, Observation, RulesConfig, RulesHost, finding_probabilities,
                                   parse_table, warning_score)
 from clinseek.tasks import Task
 
@@ -52,15 +52,26 @@ def test_mortality_episode_through_the_real_ehr_tools(ehr):
     result, traj = _run(_task(), [ehr])
     assert result["status"] == "completed", result["reason"]
     calls = [c for m in traj["messages"] for c in m.get("tool_calls") or []]
-    assert [c["name"] for c in calls] == ["ehr_sql", "ehr_sql", "ehr_sql", "finish"]
+    assert [c["name"] for c in calls] == ["ehr_sql"] * 6 + ["finish"]
     tool_msgs = [m for m in traj["messages"] if m["role"] == "tool"][:-1]
-    # the guard accepted every query the policy wrote, and the vitals came back
-    assert not any(m["is_error"] for m in tool_msgs), [m["content"] for m in tool_msgs]
+    # the guard accepted every query the policy wrote, and the vitals came back; the fixture has no ED tables,
+    # so that one query is refused and the policy goes on without it
+    assert _errors(traj) == ["vitalsign"], [m["content"] for m in tool_msgs]
     assert "220045|" in tool_msgs[0]["content"]
     assert result["answer"] in (["yes"], ["no"])
     # the answer cites the observations it was computed from
     assert result["cited_evidence"] and set(result["cited_evidence"]) <= set(traj["evidence"])
     assert "Warning score" in traj["messages"][-2]["content"]
+
+
+def _errors(traj):
+    """Tables named in refused queries (the fixture database has no ED module)."""
+    out = []
+    for m in traj["messages"]:
+        if m["role"] == "tool" and m["is_error"]:
+            found = __import__("re").search(r"table (\w+) is not available", m["content"])
+            out.append(found.group(1) if found else m["content"])
+    return out
 
 
 def test_decision_never_depends_on_the_label(ehr):
@@ -82,14 +93,13 @@ def test_lab_orders_and_diagnosis_through_the_real_tools(ehr):
     res, traj = _run(_task("lab_orders_24h", label=["Basic metabolic panel"],
                            candidates=["Basic metabolic panel", "Complete blood count", "Lactate", "Troponin T"]),
                      [ehr])
-    assert res["status"] == "completed"
-    assert not any(m["is_error"] for m in traj["messages"] if m["role"] == "tool")
+    assert res["status"] == "completed" and _errors(traj) == []
     assert {"Basic metabolic panel", "Complete blood count"} <= set(res["answer"])
     res, traj = _run(_task("diagnosis_ccsr", label=["Septicemia"],
                            candidates=["Septicemia", "Heart failure", "Nonspecific chest pain"]), [ehr])
     assert res["status"] == "completed" and res["answer"]
     assert set(res["answer"]) <= {"Septicemia", "Heart failure", "Nonspecific chest pain"}
-    assert not any(m["is_error"] for m in traj["messages"] if m["role"] == "tool")
+    assert _errors(traj) == ["vitalsign"]
 
 
 def test_missing_tools_fall_back_to_a_prior_and_say_so():
@@ -153,5 +163,5 @@ def test_generate_is_turn_by_turn_from_messages_only():
         {"id": "rules_vitals", "name": "ehr_sql", "arguments": {"query": VITALS_SQL}}]},
         {"role": "tool", "tool_call_id": "rules_vitals", "name": "ehr_sql", "content": "[E1] x", "evidence_id": "E1"}]
     r2 = asyncio.run(host.generate(msgs, tools, GenerateContext(task=task)))
-    assert r2.tool_calls[0].arguments == {"query": LABS_SQL}
+    assert r2.tool_calls[0].id == "rules_ed" and r2.tool_calls[0].arguments == {"query": ED_SQL}
     assert r2.usage.input_tokens == 0
