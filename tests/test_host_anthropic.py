@@ -61,10 +61,12 @@ async def test_tool_use_blocks_usage_and_request_shape(server):
         (250 * 3 + 1000 * 0.3 + 12 * 15) / 1e6)
     body = server.bodies()[0]
     assert body["system"] == [{"type": "text", "text": "You are careful.", "cache_control": {"type": "ephemeral"}}]
-    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Is the patient ok?"}]}]
+    assert body["messages"] == [{"role": "user", "content": [{"type": "text", "text": "Is the patient ok?",
+                                                              "cache_control": {"type": "ephemeral"}}]}]
     assert body["tools"][0] == {"name": "ehr_sql", "description": "Run SQL.",
                                 "input_schema": TOOLS[0]["parameters"]}
     assert body["tools"][-1]["cache_control"] == {"type": "ephemeral"}
+    assert "cache_control" not in str(MESSAGES) + str(TOOLS)  # the canonical records are not touched
     assert body["max_tokens"] == 512 and body["temperature"] == 0.3 and body["stop_sequences"] == ["STOP"]
     headers = server.requests[0].headers
     # the key travels as x-api-key (or as a bearer token in recent SDKs)

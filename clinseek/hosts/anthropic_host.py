@@ -28,7 +28,8 @@ class AnthropicConfig(ServedConfig):
         default=None, description='extended thinking, e.g. {"type": "enabled", "budget_tokens": 4000}')
     tool_choice: dict[str, Any] | None = Field(default=None, description='e.g. {"type": "auto"}')
     prompt_cache: bool = Field(default=False,
-                               description="mark the system prompt and tool list cacheable (cache_control)")
+                               description="cache_control on the system prompt, the tools and the "
+                                           "conversation so far (each turn pays for its new part)")
     max_concurrency: int = Field(default=8, ge=1)
 
 
@@ -85,6 +86,11 @@ class AnthropicHost(ServedHost):
                                 for t in tools]
             if cfg.prompt_cache:
                 request["tools"][-1]["cache_control"] = {"type": "ephemeral"}
+        if cfg.prompt_cache and turns and turns[-1]["role"] == "user":
+            # The conversation so far is the next turn's prefix: caching it makes each turn pay for its new part.
+            last = dict(turns[-1]["content"][-1])
+            last["cache_control"] = {"type": "ephemeral"}
+            turns[-1]["content"][-1] = last
             if cfg.tool_choice:
                 request["tool_choice"] = cfg.tool_choice
         for key in ("temperature", "top_p", "top_k", "thinking"):
