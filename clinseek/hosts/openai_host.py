@@ -49,17 +49,18 @@ class OpenAIHost(ServedHost):
     def _clients(self) -> tuple[list[Any], list[int]]:
         loop = asyncio.get_running_loop()
         if not self._shards or self._client_loop is not loop:  # connection pools belong to one loop
-            import httpx
             import openai
 
+            # The SDK's own HTTP types (recent SDKs ship their own httpx fork; plain httpx objects may not fit).
+            limits_type = type(openai.DEFAULT_CONNECTION_LIMITS)
             cfg = self.config
             count = max(1, math.ceil(cfg.max_concurrency / SHARD_SIZE))
             per_shard = math.ceil(cfg.max_concurrency / count)
             key = self.api_key("OPENAI_API_KEY") or "EMPTY"  # local servers often need none
-            timeout = httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0))
+            timeout = openai.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0))
             self._shards = [openai.AsyncOpenAI(
                 api_key=key, base_url=cfg.base_url, max_retries=0, timeout=timeout,
-                http_client=openai.DefaultAsyncHttpxClient(limits=httpx.Limits(
+                http_client=openai.DefaultAsyncHttpxClient(limits=limits_type(
                     max_connections=per_shard * 2, max_keepalive_connections=per_shard * 2, keepalive_expiry=30)))
                 for _ in range(count)]
             self._shard_load = [0] * count
