@@ -1,7 +1,8 @@
 """Retrieval quality of the kb toolset: sparse vs dense vs hybrid, side by side, on ICD-10-CM.
 
-Index: the ICD-10-CM categories and subcategories of chapters 1-12, 14, 16-18 (~20k chunks, built exactly as the
-`icd10cm` built-in is). Queries, for codes sampled with a fixed seed:
+Index: the ICD-10-CM categories and subcategories of chapters 1, 4, 9, 10, 14, 18 (infectious, endocrine,
+circulatory, respiratory, genitourinary, symptoms: 6,842 chunks, built exactly as the `icd10cm` built-in is; the
+chapters are a flag, the default keeps dense embedding affordable on a shared 2-core CPU). Queries, for codes sampled with a fixed seed:
   - inclusion: one of the code's inclusion terms (what a clinician might write), target = that code;
   - paraphrase: the code's title rewritten by rules (synonyms, word order, dropped qualifiers), target = that code.
 A hit counts when the target code's chunk is in the top 5; MRR is over the top 10.
@@ -30,7 +31,7 @@ SYNONYMS = [
     (r"\bliver\b", "hepatic"), (r"\bblood\b", "haematological"), (r"\bskin\b", "cutaneous"),
     (r"\bbrain\b", "cerebral"), (r"\bcongenital\b", "inborn"), (r"\bpoisoning\b", "toxic effect"),
 ]
-DEFAULT_CHAPTERS = "1,2,3,4,5,6,7,8,9,10,11,12,14,16,17,18"
+DEFAULT_CHAPTERS = "1,4,9,10,14,18"
 
 
 def paraphrase(title: str, rng: random.Random) -> str:
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--codes", type=int, default=400)
     ap.add_argument("--chapters", default=DEFAULT_CHAPTERS)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--max-length", type=int, default=128, help="embedder max tokens per chunk")
     ap.add_argument("--out", default=None, help="keep the built index here (default: a temp dir)")
     args = ap.parse_args()
 
@@ -82,7 +84,7 @@ def main() -> None:
     ctx = SimpleNamespace(recipe_dir=root, cache_dir=root / "cache", warn=print)
     chapters = args.chapters.split(",")
     cfg = KbConfig(path=str(root / "kb"), collections=["icd10cm"], icd10cm_chapters=chapters,
-                   embedder="all-MiniLM-L6-v2")
+                   embedder={"model": "all-MiniLM-L6-v2", "max_length": args.max_length})
     embedder = library.load_embedder(cfg, ctx)
     chunks = icd10cm_chunks(chapters)
     qs = queries(chunks, args.codes, args.seed)

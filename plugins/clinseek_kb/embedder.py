@@ -142,7 +142,7 @@ class OnnxEmbedder:
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.input_names = {i.name for i in self.session.get_inputs()}
         config = json.loads((self.model_dir / "config.json").read_text())
-        self.dim = int(config.get("hidden_size", 0)) or int(self.embed(["x"]).shape[1])
+        self.dim = int(config.get("hidden_size", 0)) or int(self.session.get_outputs()[0].shape[-1])
         self.onnx_path = onnx_path
 
     def _onnx_path(self, cache_dir: Path) -> Path:
@@ -162,9 +162,15 @@ class OnnxEmbedder:
                 "normalize": True, "max_length": self.max_length}
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        out = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer.encode_batch(texts[start:start + self.batch_size])
+        """Unit-length embeddings, one row per text, in input order."""
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # Batch texts of similar length together: padding to the longest in a batch is wasted compute.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            batch = self.tokenizer.encode_batch([texts[i] for i in idx])
             ids = np.array([e.ids for e in batch], dtype=np.int64)
             mask = np.array([e.attention_mask for e in batch], dtype=np.int64)
             feeds = {"input_ids": ids, "attention_mask": mask}
@@ -174,5 +180,5 @@ class OnnxEmbedder:
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(1) / np.clip(weights.sum(1), 1e-9, None)
             pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-            out.append(pooled.astype(np.float32))
-        return np.concatenate(out) if out else np.zeros((0, self.dim), dtype=np.float32)
+            out[idx] = pooled
+        return out

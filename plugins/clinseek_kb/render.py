@@ -34,7 +34,10 @@ def render_hits(query: str, hits: list[Hit], *, mode: str, collections: list[str
         line += f"\nsource: {p.get('source', '?')}"
         if p.get("citation"):
             line += f"; cites: {p['citation']}"
-        line += "\n" + clip(str(p.get("text", "")), passage_chars)
+        text = str(p.get("text", ""))
+        if p.get("citation") and text.startswith("Source"):  # already shown on the source line
+            text = text.split("\n\n", 1)[1] if "\n\n" in text else text
+        line += "\n" + clip(text, passage_chars)
         if used + len(line) > max_chars:
             parts.append(f"\n[output cut at {max_chars} chars: {len(hits) - n + 1} more passage(s) omitted; "
                          "ask for fewer or narrow the query]")
