@@ -64,21 +64,23 @@ def build_net():
     from torch import nn
 
     class PhantomNet(nn.Module):
-        """Four strided convolutions, a 2x2 average pool and a linear head: about 50k parameters."""
+        """Four strided conv + batch-norm blocks; the head sees a 2x2 average pool (where: left/right,
+        upper/lower) and a global max pool (small local findings such as a pleural line). About 50k parameters."""
 
         def __init__(self, n_labels: int = len(FINDINGS)):
             super().__init__()
-            self.features = nn.Sequential(
-                nn.Conv2d(1, 16, 5, stride=2, padding=2), nn.ReLU(),
-                nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(32, 48, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(48, 64, 3, stride=2, padding=1), nn.ReLU(),
-                nn.AvgPool2d(4),  # 8x8 -> 2x2 keeps left/right and upper/lower apart
-            )
-            self.head = nn.Linear(64 * 4, n_labels)
+            layers, c_in = [], 1
+            for c_out, k in ((16, 5), (32, 3), (48, 3), (64, 3)):
+                layers += [nn.Conv2d(c_in, c_out, k, stride=2, padding=k // 2), nn.BatchNorm2d(c_out), nn.ReLU()]
+                c_in = c_out
+            self.features = nn.Sequential(*layers)
+            self.avg = nn.AvgPool2d(INPUT_SIZE // 32)  # 8x8 -> 2x2
+            self.max = nn.MaxPool2d(INPUT_SIZE // 16)  # 8x8 -> 1x1
+            self.head = nn.Linear(64 * 5, n_labels)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(torch.flatten(self.features(x), 1))
+            f = self.features(x)
+            return self.head(torch.cat([torch.flatten(self.avg(f), 1), torch.flatten(self.max(f), 1)], 1))
 
     return PhantomNet()
 
@@ -128,6 +130,29 @@ def youden_threshold(probs: np.ndarray, labels: np.ndarray) -> float:
         if sens + spec - 1 > best:
             best, best_t = sens + spec - 1, float(t)
     return round(best_t, 3)
+
+
+def save_state(net, path: Path) -> None:
+    """A torch state_dict as .npz, byte-reproducible (fixed zip timestamps) and loadable without pickle."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for key, tensor in net.state_dict().items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, tensor.detach().cpu().numpy(), allow_pickle=False)
+            zf.writestr(zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue(),
+                        compress_type=zipfile.ZIP_DEFLATED)
+
+
+def load_state(net, path: Path):
+    """Load save_state's file into `net` (strict: every key must match)."""
+    import torch
+
+    with np.load(path, allow_pickle=False) as data:
+        state = {k: torch.from_numpy(data[k].copy()) for k in data.files}
+    net.load_state_dict(state)
+    return net
 
 
 def export_onnx(net, path: Path, input_size: int, channels: int = 1, input_name: str = "image",
@@ -186,7 +211,7 @@ def _train(out_dir: Path, plan: PhantomPlan, log) -> Path:
             loss = loss_fn(net(xt[idx]), yt[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         for g in opt.param_groups:  # halve the rate for the last 40% of the epochs
             g["lr"] = plan.lr * (0.5 if epoch >= plan.epochs * 0.6 else 1.0)
         log(f"epoch {epoch + 1}/{plan.epochs}: loss {total / len(perm):.4f}")
@@ -201,6 +226,14 @@ def _train(out_dir: Path, plan: PhantomPlan, log) -> Path:
 
     onnx_path = out_dir / f"{PHANTOM_NAME}.onnx"
     export_onnx(net, onnx_path, INPUT_SIZE)
+    from .export import AGREEMENT_TOL, torch_ort_max_diff
+
+    diff = torch_ort_max_diff(net, onnx_path, INPUT_SIZE, inputs=xte[:16])
+    if diff > AGREEMENT_TOL:
+        raise RuntimeError(f"ONNX Runtime differs from torch by {diff:.2e} on held-out images")
+    # The torch weights too (batch norm is folded into the convolutions in the ONNX graph), so a test can rebuild
+    # the torch model and check the committed ONNX file against it.
+    save_state(net, out_dir / f"{PHANTOM_NAME}.torch.npz")
     digest = sha256_file(onnx_path)
     card_data = {
         **tmpl,
@@ -221,6 +254,6 @@ def _train(out_dir: Path, plan: PhantomPlan, log) -> Path:
     card_path = out_dir / f"{PHANTOM_NAME}.yaml"
     card_path.write_text(card.to_yaml(), encoding="utf-8")
     log(f"held-out AUROC: {', '.join(f'{k} {v}' for k, v in aucs.items())}")
-    log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1024:.0f} KiB, sha256 {digest[:12]}...) and {card_path} "
-        f"in {time.perf_counter() - t0:.0f}s")
+    log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1024:.0f} KiB, sha256 {digest[:12]}...; torch and ONNX "
+        f"Runtime agree within {diff:.1e}) and {card_path} in {time.perf_counter() - t0:.0f}s")
     return card_path
