@@ -157,6 +157,8 @@ class EpisodeRunner:
         except asyncio.TimeoutError:
             self._end("timeout", f"wall time over {self.limits.timeout_s:g} s")
         except ClinseekError as exc:
+            if getattr(exc, "aborts_run", False):
+                raise  # e.g. a rejected API key: every episode would fail alike, so the run stops
             self._end("error", exc.render())
         except Exception as exc:  # noqa: BLE001 - an engine or plugin bug fails this episode, not the run
             self._end("error", f"{type(exc).__name__}: {exc}")

@@ -266,7 +266,12 @@ async def _run_all(assembly: Assembly, pending: list[tuple[Task, int]], run: Run
             progress(result, done, total)
 
     try:
-        await asyncio.gather(*(one(t, i) for t, i in pending))
+        # A TaskGroup cancels the episodes in flight when one raises a run-stopping error (finished ones are kept).
+        async with asyncio.TaskGroup() as group:
+            for t, i in pending:
+                group.create_task(one(t, i))
+    except BaseExceptionGroup as eg:
+        raise eg.exceptions[0] from None
     finally:
         await assembly.host.aclose()
 

@@ -208,3 +208,22 @@ def test_a_run_with_failed_episodes_exits_1(tmp_path, registry, capsys):
     recipe = write_recipe(tmp_path, host={"provider": "scripted", "script": "boom"})
     code, out, err = run_cli(capsys, "apply", str(recipe), "--quiet")
     assert code == 1 and "episodes: error 3" in out and "ended in error" in err
+
+
+def test_a_rejected_request_stops_the_run_with_exit_2(tmp_path, registry, capsys):
+    import spine_plugin as sp
+    from clinseek.hosts.errors import HostRequestRejected
+
+    calls = []
+
+    def rejected(messages, tools, ctx):
+        calls.append(ctx.task.qid)
+        raise HostRequestRejected("401 Unauthorized: the API key was rejected", hint="check host.api_key")
+
+    sp.SCRIPTS["rejected"] = rejected
+    recipe = write_recipe(tmp_path, n_tasks=3, host={"provider": "scripted", "script": "rejected"})
+    code, _, err = run_cli(capsys, "apply", str(recipe), "--quiet", "--workers", "1")
+    assert code == 2 and "API key was rejected" in err
+    assert len(calls) == 1  # the other episodes were not started
+    manifest = json.loads(next((tmp_path / "runs").glob("*/manifest.json")).read_text())
+    assert manifest["ended"] is not None

@@ -5,6 +5,7 @@ Canonical messages (what every host receives and the trajectory stores), plain d
   {"role": "user", "content": str}
   {"role": "assistant", "content": str | None, "tool_calls": [{"id", "name", "arguments": dict}],
    "provider_data": {...}}   # e.g. Anthropic thinking blocks to replay; optional
+   (arguments that did not parse are stored as {"_raw": "<the text as written>"}; hosts replay that text)
   {"role": "tool", "tool_call_id": str, "name": str, "content": str, "evidence_id": "E3",
    "truncated": bool, "is_error": bool}
 Tool schemas are provider-neutral: {"name", "description", "parameters": JSON schema}. Each provider maps both.

@@ -18,4 +18,11 @@ class HostError(ClinseekError):
 
 
 class HostRequestRejected(HostError):
-    """A 4xx other than 429: the request itself is wrong (bad key, unknown model, bad parameter); never retried."""
+    """A 4xx other than 429: the request itself is wrong (bad key, unknown model, bad parameter); never retried.
+
+    Every other episode would fail the same way, so the engine stops the run (finished episodes are kept; --resume
+    continues once the recipe is fixed) and the CLI exits 2: the fix is in the user's configuration.
+    """
+
+    exit_code = 2
+    aborts_run = True
