@@ -154,11 +154,18 @@ def test_results_are_cached_by_model_and_image_hash_in_memory_and_on_disk(db, tm
         t2.close()
 
 
-def test_database_is_read_only_and_needs_cxr_metadata(ts, tmp_path):
+def test_database_is_read_only_and_needs_cxr_metadata(ts, db, tmp_path):
     import duckdb
 
     with pytest.raises(duckdb.Error):
         ts._con.execute("CREATE TABLE x (a INTEGER)")
+    with pytest.raises(duckdb.Error):
+        ts._con.execute("SET enable_external_access = true")
+    with pytest.raises(duckdb.Error):
+        ts._con.execute("SELECT * FROM read_csv('/etc/passwd')")
+    other = duckdb.connect(str(db), read_only=True)  # someone else opening the same file in-process still works
+    assert other.execute("SELECT count(*) FROM cxr_metadata").fetchone()[0] > 0
+    other.close()
     empty = tmp_path / "empty.duckdb"
     duckdb.connect(str(empty)).close()
     t = CxrToolset(CxrConfig(database=str(empty), providers="cpu"), context(tmp_path))
@@ -271,3 +278,41 @@ def test_plugin_registers_the_toolset_and_the_commands():
     ctx = click.Context(cli)
     assert {"models", "cxr"} <= set(cli.list_commands(ctx))
     assert set(cli.get_command(ctx, "models").commands) == {"check", "train-phantom", "export"}
+
+
+@pytest.mark.slow
+def test_phantom_reads_the_demo_cohorts_studies(tmp_path):
+    """End to end on the demo cohort (`database: demo:`): the tools find each patient's studies and the phantom's
+    calls agree with the hidden labels far better than chance."""
+    from types import SimpleNamespace
+
+    import duckdb
+
+    from clinseek.cohort.demo import ensure_demo
+
+    db = ensure_demo(patients=12, seed=2).db  # the same small demo the cohort tests build (cached per session)
+    ctx = SimpleNamespace(recipe_dir=tmp_path, cache_dir=None, warn=lambda m: None)
+    t = CxrToolset(CxrConfig(database="demo:patients=12,seed=2", providers="cpu", disk_cache=False), ctx)
+    t.open()
+    try:
+        con = duckdb.connect(str(db), read_only=True)
+        subjects = [r[0] for r in con.execute("SELECT DISTINCT subject_id FROM cxr_metadata").fetchall()]
+        truth = {(str(s), lab): bool(p) for s, lab, p in
+                 con.execute("SELECT study_id, label, present FROM cxr_labels").fetchall()}
+        con.close()
+        assert subjects
+        agree = total = 0
+        for subject in subjects:
+            ep = episode(subject_id=subject, when=datetime(2300, 1, 1))
+            t.bind(ep)
+            for study in ep.state["studies"]:
+                out = t.cxr_classify(ep, study_id=study)
+                for line in out.splitlines():
+                    parts = line.split(" | ")
+                    if len(parts) == 4 and (study, parts[0]) in truth:
+                        total += 1
+                        agree += (parts[3] == "yes") == truth[(study, parts[0])]
+        assert total >= 20
+        assert agree / total > 0.85
+    finally:
+        t.close()

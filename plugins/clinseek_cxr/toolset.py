@@ -105,12 +105,20 @@ class CxrToolset(Toolset):
         self.db_path = resolve_database(cfg.database, self.context)
         if not self.db_path.is_file():
             raise UserError(f"database not found: {self.db_path}", where="tools.cxr.with.database")
+        # Attached read-only to an in-memory connection (as the ehr toolset does): two toolsets, or a user's own
+        # connection, can then open the same file in one process without DuckDB's same-file-config conflict.
+        con = duckdb.connect(":memory:")
         try:
-            self._con = duckdb.connect(str(self.db_path), read_only=True,
-                                       config={"enable_external_access": False})
+            path_literal = "'" + str(self.db_path).replace("'", "''") + "'"
+            con.execute(f"ATTACH {path_literal} AS cxr_src (READ_ONLY)")
+            con.execute("USE cxr_src")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
         except duckdb.Error as exc:
-            raise UserError(f"cannot open {self.db_path} read-only: {exc}", where="tools.cxr.with.database") \
-                from None
+            con.close()
+            raise UserError(f"cannot open {self.db_path} read-only: {str(exc).splitlines()[0]}",
+                            where="tools.cxr.with.database") from None
+        self._con = con
         self._check_schema()
         root = Path(cfg.image_root).expanduser() if cfg.image_root else self.db_path.parent
         if cfg.image_root and not root.is_absolute() and recipe_dir is not None:
@@ -125,7 +133,7 @@ class CxrToolset(Toolset):
         need = {"subject_id", "study_id", "dicom_id", "ViewPosition", "study_datetime", "path"}
         with self._db_lock:
             rows = self._con.execute("SELECT column_name FROM information_schema.columns "
-                                     "WHERE table_name = 'cxr_metadata'").fetchall()
+                                     "WHERE table_catalog = 'cxr_src' AND table_name = 'cxr_metadata'").fetchall()
         have = {r[0] for r in rows}
         if not have:
             raise UserError(f"{self.db_path} has no cxr_metadata table", where="tools.cxr.with.database",
