@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sqlglot
 from sqlglot import exp
@@ -148,21 +149,55 @@ def _check_table(table: exp.Table, allowed, cte_names, used, available) -> None:
         table.set("alias", exp.TableAlias(this=exp.to_identifier(name, quoted=this.quoted)))
 
 
-def compose(checked: CheckedQuery, scoped: dict[str, str], dialect: str) -> str:
-    """The final SQL: scoped CTEs for the tables read, then the model's query, in `dialect`."""
+@dataclass(frozen=True)
+class Prepared:
+    """A checked query rendered in a dialect, waiting for an episode's scoped subqueries (see `compose`)."""
+
+    tables: tuple[str, ...]
+    own_ctes: tuple[str, ...]
+    body: str
+    recursive: bool
+
+
+def prepare(checked: CheckedQuery, dialect: str) -> Prepared:
     ast = checked.ast
     own = ast.args.get("with_")
-    recursive = bool(own and own.args.get("recursive"))
-    parts = [f"{_quote(t, dialect)} AS ({scoped[t]})" for t in sorted(checked.tables)]
+    own_ctes: tuple[str, ...] = ()
     if own is not None:
         body = ast.copy()
         body.set("with_", None)
-        parts += [cte.sql(dialect=dialect) for cte in own.expressions]
+        own_ctes = tuple(cte.sql(dialect=dialect) for cte in own.expressions)
     else:
         body = ast
-    head = ("WITH RECURSIVE " if recursive else "WITH ") + ", ".join(parts) + " " if parts else ""
-    return head + body.sql(dialect=dialect)
+    return Prepared(tables=tuple(sorted(checked.tables)), own_ctes=own_ctes, body=body.sql(dialect=dialect),
+                    recursive=bool(own and own.args.get("recursive")))
 
 
+@lru_cache(maxsize=4096)
+def prepare_query(sql: str, allowed: frozenset, dialect: str) -> Prepared:
+    """check_query + prepare, cached by query text: episodes differ only in their scoped subqueries, so a query
+    text is parsed, checked and transpiled once per run. A refusal raises every time (it is not cached)."""
+    return prepare(check_query(sql, dict.fromkeys(allowed)), dialect)
+
+
+def compose(prepared: "Prepared | CheckedQuery", scoped: dict[str, str], dialect: str) -> str:
+    """The final SQL: scoped CTEs for the tables read, then the model's query, in `dialect`."""
+    if isinstance(prepared, CheckedQuery):
+        prepared = prepare(prepared, dialect)
+    parts = [f"{_quote(t, dialect)} AS ({scoped[t]})" for t in prepared.tables]
+    parts += prepared.own_ctes
+    head = ("WITH RECURSIVE " if prepared.recursive else "WITH ") + ", ".join(parts) + " " if parts else ""
+    return head + prepared.body
+
+
+@lru_cache(maxsize=1024)
 def _quote(name: str, dialect: str) -> str:
     return exp.to_identifier(name).sql(dialect=dialect)
+
+
+@lru_cache(maxsize=4096)
+def prepare_trusted(sql: str, tables: frozenset, dialect: str) -> Prepared:
+    """The tools' own SQL (trusted): every visible table it names is scoped like the model's."""
+    ast = sqlglot.parse_one(sql, read="duckdb")
+    used = {t.name.lower() for t in ast.find_all(exp.Table) if not t.args.get("db") and t.name.lower() in tables}
+    return prepare(CheckedQuery(ast=ast, tables=used), dialect)

