@@ -95,6 +95,11 @@ CORPUS: list[tuple[str, str, str]] = [
     ("getenv", "SELECT getenv('HOME') AS h", R),
     ("version", "SELECT version() AS v", R),
     ("nextval", "SELECT nextval('s') AS v", R),
+    ("query_to_xml", "SELECT query_to_xml('SELECT * FROM public._secret', true, false, '') AS x", R),
+    ("ts_stat", "SELECT * FROM ts_stat('SELECT 1')", R),
+    ("ts_stat_scalar", "SELECT ts_stat('SELECT 1') AS x", R),
+    ("crosstab", "SELECT crosstab('SELECT 1') AS x", R),
+    ("table_to_xml", "SELECT table_to_xml('public._secret', true, false, '') AS x", R),
     ("placeholder", "SELECT * FROM labevents WHERE subject_id = ?", R),
     ("python_variable", "SELECT * FROM ts", R),
     # schema-qualified base tables

@@ -37,7 +37,10 @@ _FORBIDDEN_FUNCTION = re.compile(
     r"current_schemas|current_catalog|current_user|session_user|user|version|inet_\w*|make_\w*_secret|"
     r"create_\w*|drop_\w*|repeat_row|test_\w*|summary|table_info|show_\w*|database_\w*|storage_info|"
     r"get_current_\w*|icu_\w*|ducklake_\w*|httpfs\w*|s3_\w*|gcs_\w*|azure_\w*|http_\w*|url_\w*|"
-    r"to_regclass|to_regproc|to_regtype|format_type|obj_description|col_description|quote_ident)$",
+    r"to_regclass|to_regproc|to_regtype|format_type|obj_description|col_description|quote_ident|"
+    # PostgreSQL functions that run a query given as a string, or read server state.
+    r"\w*_to_xml\w*|query_to_\w*|table_to_\w*|schema_to_\w*|database_to_\w*|cursor_to_\w*|ts_stat|crosstab\w*|"
+    r"connectby|xpath_table|dblink\w*|current_setting|inet_\w*|txid\w*|sql_\w*|json_populate_\w*)$",
     re.IGNORECASE)
 
 # Catalogue and system names a model might try as if they were tables.
