@@ -116,6 +116,23 @@ def test_ids_and_codes_look_like_mimic(cohort):
     assert cohort.execute("SELECT bool_and(note_id = subject_id || '-RR-' || note_seq) FROM radiology").fetchone()[0]
 
 
+@pytest.mark.parametrize("table,id_col,time_col", [
+    ("labevents", "specimen_id", "charttime"), ("labevents", "labevent_id", "charttime"),
+    ("prescriptions", "pharmacy_id", "starttime"), ("prescriptions", "poe_seq", "starttime"),
+    ("microbiologyevents", "micro_specimen_id", "charttime"), ("microbiologyevents", "microevent_id", "charttime")])
+def test_row_ids_follow_time_so_gaps_never_hint_at_later_rows(cohort, table, id_col, time_col):
+    bad = cohort.execute(f"""
+        SELECT count(*) FROM (SELECT subject_id, {id_col} AS i, {time_col} AS t,
+               lag({id_col}) OVER (PARTITION BY subject_id ORDER BY {time_col}, {id_col}) AS pi FROM "{table}")
+        WHERE pi > i""").fetchone()[0]
+    assert bad == 0
+    # consecutive: the visible ids of a patient are exactly 1..k of their range
+    gaps = cohort.execute(f"""
+        SELECT count(*) FROM (SELECT subject_id, max({id_col}) - min({id_col}) + 1 AS span,
+               count(DISTINCT {id_col}) AS n FROM "{table}" GROUP BY subject_id) WHERE span <> n""").fetchone()[0]
+    assert gaps == 0
+
+
 def test_times_are_consistent_within_admissions(cohort):
     a = cohort.execute("""
         SELECT count(*) FILTER (WHERE dischtime <= admittime),

@@ -267,14 +267,3 @@ INSURANCE = ["Medicare", "Medicare", "Medicaid", "Private", "Other"]
 LANGUAGES = ["English"] * 9 + ["Spanish"]
 MARITAL = ["MARRIED", "SINGLE", "WIDOWED", "DIVORCED"]
 ANCHOR_YEAR_GROUPS = ["2008 - 2010", "2011 - 2013", "2014 - 2016", "2017 - 2019", "2020 - 2022"]
-
-# The CXR findings a radiology report may mention, in report wording.
-FINDING_TEXT = {
-    "cardiomegaly": ("The heart is enlarged.", "cardiomegaly"),
-    "pleural_effusion": ("There is a {side} pleural effusion.", "{side} pleural effusion"),
-    "consolidation": ("There is a focal consolidation in the {side} lower lobe.", "{side} lower lobe consolidation,"
-                      " concerning for pneumonia"),
-    "pulmonary_edema": ("There is interstitial and perihilar opacity consistent with pulmonary edema.",
-                        "pulmonary edema"),
-    "pneumothorax": ("There is a {side} apical pneumothorax.", "{side} pneumothorax"),
-}

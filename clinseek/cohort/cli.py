@@ -50,12 +50,14 @@ def demo(out: Path, patients: int | None, seed: int, no_images: bool, with_tasks
               help="Yes/no tasks: up to half positives (balance) or the cohort's own prevalence (natural).")
 def tasks(db: Path, out: Path, per_task: int, seed: int, only: tuple[str, ...], balance: bool) -> None:
     """Build ClinSeek-Bench-style task rows from a cohort database (synthetic or imported MIMIC-IV)."""
-    from clinseek.cohort.benchmark import ALL_TASKS, build_tasks
+    from clinseek.cohort.benchmark import ALL_TASKS, RISK_TASKS, build_tasks
+
+    yes_no = set(RISK_TASKS) | {"cxr_finding_presence"}
 
     rep = build_tasks(db, out, per_task=per_task, seed=seed, balance=balance, tasks=only or ALL_TASKS,
                       image_root=db.parent.resolve())
     for name, n in rep.counts.items():
-        pos = f", {rep.positives[name]} yes" if rep.positives.get(name) or name in ("mortality",) else ""
+        pos = f", {rep.positives[name]} yes" if name in yes_no else ""
         click.echo(f"{name:22s} {n:5d}{pos}")
     click.echo(f"wrote {rep.path}")
 

@@ -13,10 +13,10 @@ import pandas as pd
 
 from clinseek.cohort import catalog, model
 from clinseek.cohort.catalog import COND
+from clinseek.cohort.cxr_images import FINDINGS  # the renderer's finding names are the contract (numpy only)
 
 H = 3600  # seconds per hour
 ROWS_PER_PATIENT = 20_000  # id space per patient for row ids (int32 holds 107k patients)
-FINDINGS = ("cardiomegaly", "pleural_effusion", "consolidation", "pulmonary_edema", "pneumothorax")
 
 
 class Block:
@@ -128,7 +128,7 @@ def labs(b: Block) -> tuple[pd.DataFrame, pd.DataFrame]:
         sev = a.severity(di, dt)
         if group in ("Lactate", "Arterial blood gas"):
             p = np.where(sev > 1.5, np.minimum(p + 0.25, 1.0), p)
-        if kind.any():
+        if (kind == 2).any():
             extra = {"Basic metabolic panel": 0.7, "Lactate": 0.6, "Arterial blood gas": 0.45,
                      "Complete blood count": 0.35}.get(group, 0.0)
             if group == "Lactate":
@@ -171,7 +171,10 @@ def labs(b: Block) -> tuple[pd.DataFrame, pd.DataFrame]:
     df = df.sort_values(["subject_id", "charttime", "_spec", "itemid"], kind="stable", ignore_index=True)
     # ids unique per patient range, so they do not depend on how patients are chunked
     base = (df["subject_id"].to_numpy().astype("int64") - 10_000_000) * ROWS_PER_PATIENT
-    df["specimen_id"] = base + df.groupby("subject_id")["_spec"].rank(method="dense").to_numpy().astype("int64")
+    # number specimens in time order: ids must not hint at draws that happen later
+    subj, spec = df["subject_id"].to_numpy(), df["_spec"].to_numpy()
+    new = np.r_[True, (spec[1:] != spec[:-1]) | (subj[1:] != subj[:-1])]
+    df["specimen_id"] = base + pd.Series(new.astype("int64")).groupby(subj).cumsum().to_numpy()
     df.insert(0, "labevent_id", base + 1 + df.groupby("subject_id").cumcount().to_numpy())
     df.pop("_spec")
     groups = df.pop("_group")
@@ -277,13 +280,12 @@ def inputevents(b: Block, stay_id: np.ndarray) -> pd.DataFrame:
         else:
             amount = np.round(rate * minutes, 2)
             amountuom, rateuom = "units", "units/min"
-        orderid = (a.hadm_id[i].astype("int64") % 10_000_000) * 100 + np.arange(len(i)) % 100
         rows.append(pd.DataFrame({
             "subject_id": a.subject_id[i], "hadm_id": a.hadm_id[i], "stay_id": stay_id[i],
             "caregiver_id": rng.integers(10000, 99999, len(i)), "starttime": b.ts(i, s), "endtime": b.ts(i, end),
             "storetime": b.ts(i, s + 0.2), "itemid": itemid, "amount": amount, "amountuom": amountuom,
-            "rate": rate, "rateuom": rateuom, "orderid": orderid,
-            "linkorderid": orderid, "ordercategoryname": "01-Drips", "secondaryordercategoryname": None,
+            "rate": rate, "rateuom": rateuom, "orderid": 0, "linkorderid": 0,
+            "ordercategoryname": "01-Drips", "secondaryordercategoryname": None,
             "ordercomponenttypedescription": "Main order parameter", "ordercategorydescription": "Continuous Med",
             "patientweight": w, "totalamount": 250.0, "totalamountuom": "ml", "isopenbag": 0,
             "continueinnextdept": 0, "statusdescription": "ChangeDose/Rate", "originalamount": amount,

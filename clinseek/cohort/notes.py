@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from clinseek.cohort import catalog
+from clinseek.cohort.cxr_images import FINDINGS
 
 SENTENCE = {
     "cardiomegaly": "The cardiac silhouette is enlarged.",
@@ -36,7 +37,7 @@ COURSE = {
 
 def radiology_text(study, prior_findings, rng: np.random.Generator) -> str:
     reported = []
-    for f in catalog_findings():
+    for f in FINDINGS:
         truly = f in study.aux_findings
         if (truly and rng.random() > 0.07) or (not truly and rng.random() < 0.03):
             reported.append((f, truly))
@@ -58,12 +59,6 @@ def radiology_text(study, prior_findings, rng: np.random.Generator) -> str:
     positives = [IMPRESSION[f] for f, truly in reported if truly]
     lines.append(" ".join(positives) if positives else "No acute cardiopulmonary process.")
     return "\n".join(lines) + "\n"
-
-
-def catalog_findings():
-    from clinseek.cohort.events import FINDINGS
-
-    return FINDINGS
 
 
 def discharge_text(b, i: int, diagnosis_titles: list[str], rng: np.random.Generator) -> str:

@@ -93,7 +93,7 @@ def core_tables(b: Block) -> dict[str, pd.DataFrame]:
 
 def prescriptions(b: Block) -> pd.DataFrame:
     a, rng = b.adm, model.block_rng(b.seed, b.block, 11)
-    rows, counter = [], {}
+    rows = []
     for i in range(len(a)):
         s, h = int(a.subject_id[i]), int(a.hadm_id[i])
         t0, end = (-a.ed_h[i] + 0.5 if not a.elective[i] else 0.5), b.end_h[i]
@@ -113,13 +113,19 @@ def prescriptions(b: Block) -> pd.DataFrame:
             drug, route, dose, unit, form, per_day, _, chance = d
             if rng.random() >= chance or start >= end - 0.5:
                 continue
-            n = counter[s] = counter.get(s, 0) + 1
             stop = min(start + dur, end)
-            rows.append((s, h, (s - 10_000_000) * ROWS_PER_PATIENT + n, f"{s}-{n}", n, None, b.ts(i, start),
+            rows.append((s, h, 0, "", 0, None, b.ts(i, start),
                          b.ts(i, stop), "MAIN", drug, None, None, None, f"{dose}{unit}", form, dose, unit, dose,
                          unit, float(per_day), route))
     cols = [c for c, _ in catalog.table_columns("prescriptions")]
-    return pd.DataFrame(rows, columns=cols)
+    df = pd.DataFrame(rows, columns=cols)
+    # ids in time order, so a gap never hints at an order placed later
+    df = df.sort_values(["subject_id", "starttime", "drug"], kind="stable", ignore_index=True)
+    seq = df.groupby("subject_id").cumcount().to_numpy() + 1
+    df["pharmacy_id"] = (df["subject_id"].to_numpy().astype("int64") - 10_000_000) * ROWS_PER_PATIENT + seq
+    df["poe_seq"] = seq
+    df["poe_id"] = df["subject_id"].astype(str) + "-" + pd.Series(seq).astype(str)
+    return df
 
 
 def microbiology(b: Block) -> pd.DataFrame:
@@ -171,6 +177,10 @@ def microbiology(b: Block) -> pd.DataFrame:
     cols = [c for c, _ in catalog.table_columns("microbiologyevents")]
     df = pd.DataFrame(rows, columns=cols[1:])
     df = df.sort_values(["subject_id", "charttime", "micro_specimen_id"], kind="stable", ignore_index=True)
+    subj, spec = df["subject_id"].to_numpy(), df["micro_specimen_id"].to_numpy()
+    new = np.r_[True, (spec[1:] != spec[:-1]) | (subj[1:] != subj[:-1])] if len(df) else np.array([], bool)
+    df["micro_specimen_id"] = ((subj.astype("int64") - 10_000_000) * ROWS_PER_PATIENT
+                               + pd.Series(new.astype("int64")).groupby(subj).cumsum().to_numpy())
     df.insert(0, "microevent_id", (df["subject_id"].astype("int64") - 10_000_000) * ROWS_PER_PATIENT
               + df.groupby("subject_id").cumcount())
     return df
@@ -347,7 +357,7 @@ def omr(b: Block) -> pd.DataFrame:
     for i in np.nonzero(first)[0]:
         k = a.pat[i]
         s = int(p.subject_id[k])
-        for v in range(int(rng.integers(0, 4))):
+        for _ in range(int(rng.integers(0, 4))):
             day = (a.admit_at[i] - np.timedelta64(int(rng.uniform(20, 700)), "D")).astype("datetime64[D]")
             sbp = int(125 + 10 * p.comorbid[k, 4] + rng.normal(0, 12))
             w_lbs = p.weight[k] * 2.2046 + rng.normal(0, 3)
