@@ -31,17 +31,20 @@ class Watchdog:
         self._jobs: dict[int, tuple[float, Any]] = {}
         self._next = 0
         self._thread: threading.Thread | None = None
+        self._wake_at = float("inf")   # when the timer thread wakes next; wake it earlier only when needed
 
     def start(self, timeout_s: float, fire) -> int:
         import time
 
         with self._cond:
             self._next += 1
-            self._jobs[self._next] = (time.monotonic() + timeout_s, fire)
+            deadline = time.monotonic() + timeout_s
+            self._jobs[self._next] = (deadline, fire)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="clinseek-ehr-watchdog", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if deadline < self._wake_at:
+                self._cond.notify()
             return self._next
 
     def cancel(self, token: int) -> None:
@@ -61,8 +64,8 @@ class Watchdog:
                         fire()
                     except Exception:  # noqa: BLE001 - a failed interrupt must not stop the watchdog
                         pass
-                wait = min((t for t, _ in self._jobs.values()), default=now + 60) - now
-                self._cond.wait(timeout=max(0.005, wait))
+                self._wake_at = min((t for t, _ in self._jobs.values()), default=now + 60)
+                self._cond.wait(timeout=max(0.005, self._wake_at - now))
 
 
 WATCHDOG = Watchdog()
