@@ -338,7 +338,10 @@ LAB_GROUP_MARKERS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("c-reactive", "crp"), ("C-Reactive Protein",)),
     (("blood gas",), ("pH", "pO2", "pCO2")),
 ]
-ALWAYS_DRAWN = ("basic metabolic", "complete blood")  # drawn at nearly every routine morning draw
+# Routine panels drawn at (nearly) every morning draw; other groups follow the patient's own habit (see
+# _decide_lab_orders). Chosen on the development cohort (seed 11), like the risk thresholds.
+ALWAYS_DRAWN = ("basic metabolic", "complete blood", "magnesium")
+HABIT_SHARE = 2 / 3
 
 CXR_FINDING_WORDS = {"cardiomegaly": ("cardiomegaly", "enlarged heart"), "pleural_effusion": ("effusion",),
                      "consolidation": ("consolidation",), "pulmonary_edema": ("edema",),
@@ -398,9 +401,12 @@ MEDS_SQL = (f"SELECT drug, route, min(starttime) AS first_start FROM prescriptio
             "GROUP BY drug, route ORDER BY first_start LIMIT 60")
 
 
-def _lab_orders_sql(since: datetime) -> str:
-    return ("SELECT d.label, count(*) AS n, max(l.charttime) AS last_drawn FROM labevents AS l JOIN d_labitems "
-            f"AS d ON l.itemid = d.itemid WHERE l.charttime > TIMESTAMP '{since:%Y-%m-%d %H:%M:%S}' "
+def _lab_orders_sql(cutoff: datetime) -> str:
+    """Per lab: on how many of this admission's calendar days it was drawn, out of how many, and when last."""
+    return ("SELECT d.label, count(DISTINCT CAST(l.charttime AS DATE)) AS days_drawn, "
+            f"(SELECT date_diff('day', CAST(admittime AS DATE), DATE '{cutoff:%Y-%m-%d}') + 1 FROM admissions "
+            "ORDER BY admittime DESC LIMIT 1) AS days_in_hospital, max(l.charttime) AS last_drawn "
+            f"FROM labevents AS l JOIN d_labitems AS d ON l.itemid = d.itemid WHERE l.hadm_id = {_CURRENT} "
             "GROUP BY d.label ORDER BY d.label")
 
 
@@ -486,7 +492,7 @@ class RulesHost(Host):
         elif family == "lab_orders_24h":
             pt = _prediction_time(task)
             if pt is not None:
-                q("recent_labs", _lab_orders_sql(pt - timedelta(hours=24)), "Labs drawn in the last 24 hours.")
+                q("recent_labs", _lab_orders_sql(pt), "How often each lab has been drawn this admission.")
         elif family.startswith("cxr"):
             steps += self._cxr_plan(family, task, tools, obs)
         return steps
@@ -521,7 +527,7 @@ class RulesHost(Host):
         if family.startswith("diagnosis"):
             return self._decide_dx(candidates, obs)
         if family == "lab_orders_24h":
-            return self._decide_lab_orders(candidates, obs)
+            return self._decide_lab_orders(task, candidates, obs)
         if family.startswith("cxr"):
             return self._decide_cxr(family, task, candidates, obs, tools)
         prior = candidates[-1:] if candidates else []
@@ -572,21 +578,36 @@ class RulesHost(Host):
         return Decision(chosen, evidence, "Active problems from treatments, labs and coded history: "
                                           + "; ".join(reasons) + ".")
 
-    def _decide_lab_orders(self, candidates: list[str], obs: dict[str, Observation]) -> Decision:
+    def _decide_lab_orders(self, task: Any, candidates: list[str], obs: dict[str, Observation]) -> Decision:
         o = obs.get("recent_labs")
-        labels = {r.get("label", "") for r in parse_table(o.text)} if o and not o.is_error else set()
-        chosen = []
+        rows = parse_table(o.text) if o and not o.is_error else []
+        pt = _prediction_time(task)
+        habit: dict[str, float] = {}  # label -> share of hospital days it was drawn on, if drawn in the last 36 h
+        for r in rows:
+            drawn, days = _num(r.get("days_drawn")), _num(r.get("days_in_hospital"))
+            try:
+                last = datetime.fromisoformat(r.get("last_drawn", ""))
+            except ValueError:
+                last = None
+            recent = last is not None and (pt is None or pt - last <= timedelta(hours=36))
+            if drawn and days and recent:
+                habit[r.get("label", "")] = drawn / days
+        chosen, why = [], []
         for words, markers in LAB_GROUP_MARKERS:
             cand = _pick(candidates, *words)
             if cand is None or cand in chosen:
                 continue
-            if any(w in _norm(cand) for w in ALWAYS_DRAWN) or labels & set(markers):
+            share = max((habit.get(m, 0.0) for m in markers), default=0.0)
+            if any(w in _norm(cand) for w in ALWAYS_DRAWN):
                 chosen.append(cand)
+            elif share >= HABIT_SHARE:
+                chosen.append(cand)
+                why.append(f"{cand} ({share:.0%} of days)")
         if o is None:
-            return Decision(chosen, [], "No lab data could be read: answering the groups drawn at nearly every "
-                                        "routine draw.")
+            return Decision(chosen, [], "No lab data could be read: answering the routine panels only.")
         return Decision(chosen, [o.evidence_id] if o.evidence_id else [],
-                        "Groups drawn in the last 24 hours are drawn again (persistence), plus the routine panels.")
+                        "Routine panels, plus the groups drawn on at least two thirds of the hospital days so far and "
+                        "in the last 36 hours: " + ("; ".join(why) or "none") + ".")
 
     def _decide_cxr(self, family: str, task: Any, candidates: list[str], obs: dict[str, Observation],
                     tools: dict[str, Any]) -> Decision:
