@@ -73,6 +73,7 @@ def test_torchxrayvision_export_without_weights_says_so_with_exit_2(tmp_path):
     assert "never downloads" in str(r.exception)
 
 
+@pytest.mark.slow
 def test_train_phantom_is_deterministic_for_a_seed(tmp_path):
     """Two small trainings with one seed give byte-identical ONNX files (the full artifact: see the slow test)."""
     from clinseek_cxr.phantom import PhantomPlan, train_phantom
