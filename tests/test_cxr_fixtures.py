@@ -23,6 +23,7 @@ STUDIES = [
     (10, 504, CUTOFF, "PA", ("consolidation",)),  # exactly at the cutoff
     (10, 505, datetime(2150, 1, 7, 0, 0), "PA", "corrupt"),
     (10, 506, datetime(2150, 1, 8, 0, 0), "PA", "escape"),
+    (10, 508, datetime(2150, 1, 9, 12, 0), "LATERAL", "lateral"),  # no frontal image
     (20, 601, datetime(2150, 1, 3, 10, 0), "PA", ("pulmonary_edema",)),  # another patient
 ]
 

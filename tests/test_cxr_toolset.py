@@ -103,6 +103,14 @@ def test_classify_reports_every_label_with_threshold_and_model(ts):
         float(rows["cardiomegaly"][1])
 
 
+def test_a_lateral_only_study_is_classified_with_a_note(ts):
+    ep = episode()
+    ts.bind(ep)
+    out = ts.cxr_classify(ep, study_id=508)
+    assert "(LATERAL)" in out and "no frontal image" in out and "meant for frontal views" in out
+    assert "no frontal image" not in ts.cxr_classify(ep, study_id=502)
+
+
 def test_compare_reports_change_between_two_studies(ts):
     ep = episode()
     ts.bind(ep)
