@@ -96,9 +96,10 @@ REF_TIME = {"admissions": "admittime", "transfers": "intime", "icustays": "intim
 REF_DICTS = ("d_labitems", "d_items")
 
 
-def reference_query(src, binding: Binding, sql_sqlite: str):
+def reference_query(src, binding: Binding, sql_sqlite: str, copied: list | None = None):
     """Per query: a new SQLite database with the patient's rows of every table (one time column filtered)."""
     lite = sqlite3.connect(":memory:")
+    n_rows = 0
     cut = binding.prediction_time.isoformat(sep=" ")
     for table, tcol in REF_TIME.items():
         where = "subject_id = ?" + (f" AND {tcol} <= CAST(? AS TIMESTAMP)" if tcol else "")
@@ -106,6 +107,7 @@ def reference_query(src, binding: Binding, sql_sqlite: str):
         cur = src.execute(f"SELECT * FROM {table} WHERE {where}", params)
         cols = [d[0] for d in cur.description]
         rows = cur.fetchall()
+        n_rows += len(rows)
         lite.execute(f"CREATE TABLE {table} ({', '.join(cols)})")
         if rows:
             lite.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(cols))})",
@@ -115,6 +117,8 @@ def reference_query(src, binding: Binding, sql_sqlite: str):
         cols = [d[0] for d in cur.description]
         lite.execute(f"CREATE TABLE {table} ({', '.join(cols)})")
         lite.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(cols))})", cur.fetchall())
+    if copied is not None:
+        copied.append(n_rows)
     try:
         cur = lite.execute(sql_sqlite)
         return [d[0] for d in cur.description], cur.fetchall()
@@ -182,14 +186,19 @@ def main() -> None:
     ref: dict[str, list[float]] = {}
     ours_same: dict[str, list[float]] = {}
     ours_cold: dict[str, list[float]] = {}
+    sizes: list[int] = []        # patient rows the reference copied, per binding
+    per_binding: list[tuple[int, float, float]] = []
     sqlite_sql = {k: sqlglot.transpile(q, read="duckdb", write="sqlite")[0] for k, q in SQL_QUERIES.items()}
     for b in bs[: args.reference]:
         e = Episode(binding=b, task=None)
         ts.bind(e)
+        copied: list[int] = []
+        r_b, o_b = [], []
         for name, q in SQL_QUERIES.items():
             t0 = time.perf_counter()
-            reference_query(src, b, sqlite_sql[name])
+            reference_query(src, b, sqlite_sql[name], copied)
             ref.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+            r_b.append(ref[name][-1])
             t0 = time.perf_counter()
             ts.ehr_sql(e, q)
             ours_same.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
@@ -197,6 +206,8 @@ def main() -> None:
             t0 = time.perf_counter()
             ts.ehr_sql(e, q)
             ours_cold.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+            o_b.append(ours_same[name][-1])
+        per_binding.append((copied[0], statistics.median(o_b), statistics.median(r_b)))
         ts.unbind(e)
     print(f"\n## ehr_sql vs the reference (SQLite built per query), {min(len(bs), args.reference)} bindings, ms")
     print("query|ours p50|ours cold p50|reference p50|ratio p50|ratio p50 (cold)|ours p95|reference p95")
@@ -210,6 +221,13 @@ def main() -> None:
               f"{pct(r, .5) / pct(c, .5):.1f}x|{pct(o, .95):.2f}|{pct(r, .95):.2f}")
     print(f"all|{pct(o_all, .5):.2f}|{pct(c_all, .5):.2f}|{pct(r_all, .5):.2f}|{pct(r_all, .5) / pct(o_all, .5):.1f}x|"
           f"{pct(r_all, .5) / pct(c_all, .5):.1f}x|{pct(o_all, .95):.2f}|{pct(r_all, .95):.2f}")
+
+    per_binding.sort()
+    big = per_binding[len(per_binding) * 3 // 4:]
+    print(f"patient rows copied by the reference per query: median {statistics.median(p[0] for p in per_binding):.0f},"
+          f" max {per_binding[-1][0]}; for the quarter of bindings with the most rows (>= {big[0][0]}): ours "
+          f"{statistics.median(p[1] for p in big):.2f} ms, reference {statistics.median(p[2] for p in big):.2f} ms, "
+          f"ratio {statistics.median(p[2] for p in big) / statistics.median(p[1] for p in big):.1f}x")
 
     # Observation size for the same rows.
     count = token_counter()

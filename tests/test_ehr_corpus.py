@@ -264,3 +264,27 @@ def test_corpus_postgres_same_rows(duck, pg, name, query, kind):
     if kind == OK:
         _, expected = run(duck, query)
         assert _rows(text) == _rows(expected), f"{name}: DuckDB and PostgreSQL disagree"
+
+
+TOOL_CALLS = [
+    ("ehr_tables", {}),
+    ("ehr_describe", {"table": "admissions"}),
+    ("ehr_describe", {"table": "labevents"}),
+    ("ehr_search", {"keyword": "pneumonia"}),
+    ("ehr_search", {"keyword": "vanco", "table": "prescriptions"}),
+    ("ehr_timeline", {}),
+    ("ehr_timeline", {"start": "2179-01-01", "end": "2179-12-31"}),
+    ("ehr_latest", {"table": "labevents", "limit": 2}),
+    ("ehr_latest", {"table": "microbiologyevents"}),
+    ("ehr_lookup", {"term": "creatinine"}),
+    ("ehr_lookup", {"term": "428.0"}),
+]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("tool,args", TOOL_CALLS, ids=[f"{t}-{i}" for i, (t, _) in enumerate(TOOL_CALLS)])
+def test_every_tool_answers_the_same_on_postgres(duck, pg, tool, args):
+    e = Episode(binding=Binding(qid="q", subject_id=PATIENT, hadm_id=None, prediction_time=CUTOFF), task=None)
+    ours = getattr(pg, tool)(e, **args)
+    assert not leaks(ours)
+    assert ours == getattr(duck, tool)(e, **args)

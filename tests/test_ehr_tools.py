@@ -340,3 +340,15 @@ def test_unbound_episode_is_bound_on_first_call(toolset):
     e = episode()
     assert "labevents" in toolset.ehr_tables(e)
     assert replace(e.binding) == e.binding
+
+
+def test_two_toolsets_on_one_episode_keep_their_own_scope(db, toolset):
+    strict = EhrToolset(EhrConfig(database=str(db), cutoff="strict"), None)
+    strict.open()
+    try:
+        e = episode()
+        assert "1003" in toolset.ehr_sql(e, "SELECT labevent_id FROM labevents")
+        assert "1003" not in strict.ehr_sql(e, "SELECT labevent_id FROM labevents")
+        assert "1003" in toolset.ehr_sql(e, "SELECT labevent_id FROM labevents")
+    finally:
+        strict.close()

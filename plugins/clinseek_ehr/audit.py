@@ -73,7 +73,7 @@ def audit_binding(toolset, binding: Binding, report: AuditReport, max_examples: 
     """Audit one episode (patient + cutoff) and add its counts to `report`."""
     episode = Episode(binding=binding, task=None)
     toolset.bind(episode)
-    cutoff = episode.state["ehr_scope"].cutoff
+    cutoff = toolset.episode_scope(episode).cutoff
     strict = toolset.scope.strict
     try:
         for name in toolset.patient_tables:

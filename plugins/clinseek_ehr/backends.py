@@ -256,23 +256,34 @@ class PostgresBackend:
 
         con = self.pool.get()
         try:
-            with con.cursor() as cur:
-                cur.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+            with con.cursor() as setup:
+                setup.execute(f"SET LOCAL statement_timeout = {int(timeout_s * 1000)}")
+            # A server-side cursor: rows stream in as fetched, so a huge result never lands in client memory.
+            with con.cursor(name="clinseek_ehr") as cur:
                 try:
                     cur.execute(sql)
+                    columns = [d.name for d in cur.description]
+                    types = [_pg_type(d.type_code) for d in cur.description]
+                    rows = cur.fetchmany(max_rows + 1)
+                    more, capped = 0, False
+                    if len(rows) > max_rows:
+                        rows = rows[:max_rows]
+                        more = 1
+                        if count_more:
+                            while more < COUNT_CAP:
+                                chunk = cur.fetchmany(min(10_000, COUNT_CAP - more))
+                                if not chunk:
+                                    break
+                                more += len(chunk)
+                            else:
+                                capped = bool(cur.fetchmany(1))
+                        else:
+                            capped = True
                 except psycopg.errors.QueryCanceled:
                     raise ToolError(f"query stopped after the {timeout_s:g} s time limit; "
                                     "filter with WHERE, aggregate, or add LIMIT") from None
                 except psycopg.Error as exc:
                     raise ToolError(f"query failed: {clean_error(str(exc))}") from None
-                columns = [d.name for d in cur.description]
-                types = [_pg_type(d.type_code) for d in cur.description]
-                rows = cur.fetchmany(max_rows + 1)
-                more, capped = 0, False
-                if len(rows) > max_rows:
-                    rows = rows[:max_rows]
-                    more = 1 + len(cur.fetchmany(COUNT_CAP - 1)) if count_more else 1
-                    capped = (not count_more) or more >= COUNT_CAP
                 return Result(columns, types, [tuple(r) for r in rows], more, capped)
         finally:
             try:

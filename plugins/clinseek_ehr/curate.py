@@ -42,7 +42,7 @@ def _curate(toolset, binding: Binding, window_hours: float, max_events: int) -> 
     episode = Episode(binding=binding, task=None)
     toolset.bind(episode)
     try:
-        cutoff = episode.state["ehr_scope"].cutoff
+        cutoff = toolset.episode_scope(episode).cutoff
         start = cutoff - timedelta(hours=window_hours)
         events: list[tuple] = []
         for name in toolset.patient_tables:

@@ -15,7 +15,7 @@ from pydantic import Field
 from clinseek.errors import ToolError, UserError
 from clinseek.toolsets import Episode, Toolset, ToolsetConfig, tool
 
-STATE_KEY = "ehr_scope"
+STATE_KEY = "ehr_scope"   # + the toolset's id: two ehr toolsets on one Episode never read each other's scope
 
 
 class EhrConfig(ToolsetConfig):
@@ -46,6 +46,7 @@ class EhrToolset(Toolset):
         self.profile = None
         self._dict_counts: dict[str, int] = {}
         self._dict_index: dict | None = None
+        self._state_key = f"{STATE_KEY}@{id(self):x}"
         self._index_lock = threading.Lock()
 
     # Lifecycle ---------------------------------------------------------------------------------------------
@@ -90,10 +91,11 @@ class EhrToolset(Toolset):
             self.backend = None
 
     def bind(self, episode: Episode) -> None:
-        episode.state[STATE_KEY] = self.scope.for_binding(episode.binding.subject_id, episode.binding.prediction_time)
+        episode.state[self._state_key] = self.scope.for_binding(episode.binding.subject_id,
+                                                                episode.binding.prediction_time)
 
     def unbind(self, episode: Episode) -> None:
-        episode.state.pop(STATE_KEY, None)
+        episode.state.pop(self._state_key, None)
 
     def manifest(self) -> dict:
         return {"profile": self.profile.name if self.profile else None,
@@ -118,9 +120,9 @@ class EhrToolset(Toolset):
         return [n for n, t in self.scope.tables.items() if not t.spec.is_dictionary]
 
     def episode_scope(self, episode: Episode):
-        if STATE_KEY not in episode.state:
+        if self._state_key not in episode.state:
             self.bind(episode)
-        return episode.state[STATE_KEY]
+        return episode.state[self._state_key]
 
     def run_sql(self, episode: Episode, sql: str, max_rows: int | None = None, trusted: bool = False,
                 count_more: bool = True):
