@@ -55,6 +55,8 @@ CORPUS: list[tuple[str, str, str]] = [
     ("select_then_drop", "SELECT * FROM labevents; DROP TABLE labevents", R),
     ("comment_hides_second", "SELECT 1 AS a; -- harmless\nSELECT * FROM _secret", R),
     ("block_comment_table", "SELECT * FROM /* labevents */ _secret", R),
+    ("comment_breakout", "SELECT 1 AS a -- */ ; SELECT * FROM clinseek_src.main._secret; /*", OK),
+    ("block_comment_breakout", "SELECT 1 AS a /* x */ /* */ SELECT * FROM clinseek_src.main._secret", R),
     ("trailing_comment", "SELECT count(*) AS n FROM labevents -- ; DROP TABLE labevents", OK),
     ("leading_comment", "/* DROP TABLE x */ SELECT count(*) AS n FROM labevents", OK),
     ("mixed_case", "SeLeCt LaBeVeNt_Id FrOm LABEVENTS oRdEr By 1", OK),

@@ -169,10 +169,12 @@ def prepare(checked: CheckedQuery, dialect: str) -> Prepared:
     if own is not None:
         body = ast.copy()
         body.set("with_", None)
-        own_ctes = tuple(cte.sql(dialect=dialect) for cte in own.expressions)
+        own_ctes = tuple(cte.sql(dialect=dialect, comments=False) for cte in own.expressions)
     else:
         body = ast
-    return Prepared(tables=tuple(sorted(checked.tables)), own_ctes=own_ctes, body=body.sql(dialect=dialect),
+    # Comments are dropped: nothing of the model's text reaches the database except the parsed query itself.
+    return Prepared(tables=tuple(sorted(checked.tables)), own_ctes=own_ctes,
+                    body=body.sql(dialect=dialect, comments=False),
                     recursive=bool(own and own.args.get("recursive")))
 
 
