@@ -118,15 +118,12 @@ def ort_vs_torch(name, net, onnx_path, size, device, batches, seconds, threads):
     return rows
 
 
-def micro_batching(episodes: int, rounds: int, max_batch: int, wait_ms: float, tmp: Path, threads):
-    """Wall time for `episodes` concurrent episodes each classifying `rounds` distinct studies: batched
-    (max_batch, wait_ms) against one inference call per image (max_batch 1), through the real toolset."""
+def make_bench_db(episodes: int, rounds: int, tmp: Path) -> Path:
+    """One study per (episode, round), each a distinct synthetic PNG, in a DuckDB cxr_metadata table."""
     import duckdb
     from PIL import Image
 
     from clinseek.cohort.cxr_images import render_cxr
-    from clinseek.toolsets import Binding, Episode
-    from clinseek_cxr.toolset import CxrConfig, CxrToolset
 
     root = tmp / "bench"
     (root / "img").mkdir(parents=True, exist_ok=True)
@@ -143,10 +140,18 @@ def micro_batching(episodes: int, rounds: int, max_batch: int, wait_ms: float, t
                 "ViewPosition VARCHAR, study_datetime TIMESTAMP, path VARCHAR)")
     con.executemany("INSERT INTO cxr_metadata VALUES (?, ?, ?, ?, ?, ?)", rows)
     con.close()
+    return db
+
+
+def micro_batching(db: Path, model: str, episodes: int, rounds: int, configs, threads):
+    """Wall time for `episodes` concurrent episodes (threads, as the engine runs sync tools) each classifying
+    `rounds` distinct studies through the real toolset, for each (max_batch, batch_wait_ms) in `configs`."""
+    from clinseek.toolsets import Binding, Episode
+    from clinseek_cxr.toolset import CxrConfig, CxrToolset
 
     def run(batch: int, wait: float) -> tuple[float, list[int]]:
-        ts = CxrToolset(CxrConfig(database=str(db), providers="cpu", max_batch=batch, batch_wait_ms=wait,
-                                  disk_cache=False, threads=threads), None)
+        ts = CxrToolset(CxrConfig(database=str(db), model=model, providers="cpu", max_batch=batch,
+                                  batch_wait_ms=wait, disk_cache=False, threads=threads or None), None)
         ts.open()
         eps = [Episode(Binding(f"q{e}", e, None, datetime(2150, 2, 1)), None) for e in range(episodes)]
         for ep in eps:
@@ -170,13 +175,11 @@ def micro_batching(episodes: int, rounds: int, max_batch: int, wait_ms: float, t
         return dt, sizes
 
     run(1, 0)  # warm-up: file cache, session creation
-    t_single, s_single = run(1, 0)
-    t_batched, s_batched = run(max_batch, wait_ms)
-    n = episodes * rounds
-    return n, t_single, len(s_single), t_batched, len(s_batched)
+    return [(batch, wait, *run(batch, wait)) for batch, wait in configs]
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--batches", default="1,16")
@@ -186,6 +189,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--skip-batching", action="store_true")
+    ap.add_argument("--skip-compare", action="store_true", help="only the micro-batching part")
     args = ap.parse_args()
 
     import onnxruntime as ort
@@ -202,23 +206,37 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         net, card = phantom_torch()
-        rows += ort_vs_torch("phantom 128px", net, card.weights_path, 128, args.device, batches, args.seconds,
-                             args.threads)
-        if not args.skip_densenet:
-            dn = densenet121()
-            export_onnx(dn, tmp / "densenet121.onnx", 224)
-            rows += ort_vs_torch("densenet121 224px", dn, tmp / "densenet121.onnx", 224, args.device, batches,
-                                 args.seconds, args.threads)
-        print("\nmodel               device  ORT provider  batch  torch img/s  ORT img/s  ORT/torch  max|diff|")
-        for name, dev, prov, b, tt, to, ratio, diff in rows:
-            print(f"{name:<19} {dev:<7} {prov:<13} {b:>5}  {tt:>11.1f}  {to:>9.1f}  {ratio:>8.2f}x  {diff:.1e}")
+        dn = None if args.skip_densenet else densenet121()
+        if not args.skip_compare:
+            rows += ort_vs_torch("phantom 128px", net, card.weights_path, 128, args.device, batches, args.seconds,
+                                 args.threads)
+            if dn is not None:
+                export_onnx(dn, tmp / "densenet121.onnx", 224)
+                rows += ort_vs_torch("densenet121 224px", dn, tmp / "densenet121.onnx", 224, args.device, batches,
+                                     args.seconds, args.threads)
+            print("\nmodel               device  ORT provider  batch  torch img/s  ORT img/s  ORT/torch  max|diff|")
+            for name, dev, prov, b, tt, to, ratio, diff in rows:
+                print(f"{name:<19} {dev:<7} {prov:<13} {b:>5}  {tt:>11.1f}  {to:>9.1f}  {ratio:>8.2f}x  {diff:.1e}")
         if not args.skip_batching and args.device == "cpu":
-            n, t1, c1, tb, cb = micro_batching(args.episodes, args.rounds, 16, 5.0, tmp, args.threads)
-            print(f"\nmicro-batching, {args.episodes} concurrent episodes x {args.rounds} studies = {n} images "
-                  f"(phantom, CPU, through the toolset incl. image loading):")
-            print(f"  one call per image (max_batch 1):   {t1:6.2f} s  {n / t1:7.1f} img/s  {c1} inference calls")
-            print(f"  micro-batched (max_batch 16, 5 ms): {tb:6.2f} s  {n / tb:7.1f} img/s  {cb} inference calls")
-            print(f"  gain: {t1 / tb:.2f}x")
+            db = make_bench_db(args.episodes, args.rounds, tmp)
+            targets = [("phantom", "phantom")]
+            if dn is not None:
+                from clinseek_cxr.export import export_model
+
+                card = export_model(dn, tmp / "dn", name="densenet121", labels=[f"l{i}" for i in range(18)],
+                                    input_size=224, training_data="random weights (benchmark)")
+                targets.append(("densenet121", str(card)))
+            configs = [(1, 0.0), (16, 0.0), (16, 5.0)]
+            n = args.episodes * args.rounds
+            print(f"\nmicro-batching: {args.episodes} concurrent episodes x {args.rounds} studies = {n} images, CPU, "
+                  f"through the toolset (image loading included)")
+            print("model        max_batch  wait_ms  wall s   img/s  inference calls  gain vs max_batch 1")
+            for label, model in targets:
+                res = micro_batching(db, model, args.episodes, args.rounds, configs, args.threads)
+                base = res[0][2]
+                for batch, wait, dt, sizes in res:
+                    print(f"{label:<12} {batch:>9}  {wait:>7.0f}  {dt:>6.2f}  {n / dt:>6.1f}  {len(sizes):>15}  "
+                          f"{base / dt:>6.2f}x")
 
 
 if __name__ == "__main__":

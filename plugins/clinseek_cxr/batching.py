@@ -2,7 +2,8 @@
 
 Tools run in worker threads, one per concurrent episode. Each submits its preprocessed image and waits on a
 future; one batcher thread takes the first waiting image, gathers more until `max_batch` or `wait_ms` has passed,
-runs the model once on the stack and hands each caller its row. The same image asked for twice while in flight is
+runs the model once on the stack and hands each caller its row. With wait_ms 0 a batch is whatever queued while
+the previous one ran: no added latency when idle, large batches under load. The same image asked for twice while in flight is
 inferred once. Results are cached by (model sha256, image sha256): in memory, and on disk when a folder is given.
 """
 from __future__ import annotations
@@ -81,7 +82,7 @@ class ResultCache:
 class MicroBatcher:
     """Gathers images from many threads into batches for `run_batch((N, C, H, W)) -> (N, labels)`."""
 
-    def __init__(self, run_batch: Callable[[np.ndarray], np.ndarray], max_batch: int = 16, wait_ms: float = 5.0):
+    def __init__(self, run_batch: Callable[[np.ndarray], np.ndarray], max_batch: int = 16, wait_ms: float = 0.0):
         self.run_batch = run_batch
         self.max_batch = max(1, int(max_batch))
         self.wait_s = max(0.0, wait_ms / 1000.0)

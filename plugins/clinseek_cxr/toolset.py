@@ -26,7 +26,8 @@ class CxrConfig(ToolsetConfig):
     model: str = Field("phantom", description="a model card (.yaml, relative to the recipe) or a built-in name")
     providers: Literal["auto", "cpu", "cuda"] = "auto"
     max_batch: int = Field(16, ge=1, le=512, description="most images per inference call")
-    batch_wait_ms: float = Field(5.0, ge=0, le=1000, description="how long a batch waits for more images")
+    batch_wait_ms: float = Field(0.0, ge=0, le=1000, description="how long a batch waits for more images; 0 "
+                                 "batches what queued while the model was busy (fastest on CPU, see docs/cxr.md)")
     cutoff: Literal["inclusive", "strict"] = Field("inclusive", description="a study at the prediction time "
                                                                           "counts (inclusive) or not (strict)")
     image_root: str | None = Field(None, description="folder the `path` column is relative to (default: the "
