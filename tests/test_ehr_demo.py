@@ -49,3 +49,52 @@ def test_demo_tools_answer_from_the_cohort(recipe):
         assert adm.splitlines()[1] == "|"      # the current stay's outcome is masked
     finally:
         ts.close()
+
+
+DEMO_QUERIES = [
+    "SELECT hadm_id, admittime, dischtime, admission_type, discharge_location FROM admissions ORDER BY admittime",
+    "SELECT d.label, count(*) AS n, round(avg(l.valuenum), 3) AS mean FROM labevents l "
+    "JOIN d_labitems d USING (itemid) GROUP BY d.label ORDER BY n DESC, d.label LIMIT 10",
+    "SELECT charttime, itemid, valuenum FROM chartevents ORDER BY charttime DESC, itemid LIMIT 20",
+    "SELECT icd_code, icd_version FROM diagnoses_icd ORDER BY hadm_id, seq_num",
+    "SELECT drug, starttime, stoptime FROM prescriptions ORDER BY starttime, drug",
+    "SELECT note_id, length(text) AS n FROM discharge ORDER BY note_id",
+    "SELECT count(*) AS n, max(study_datetime) AS last FROM cxr_metadata",
+]
+
+
+@pytest.mark.postgres
+def test_demo_cohort_on_postgres_answers_like_duckdb(tmp_path):
+    """The demo cohort loaded into PostgreSQL: the same queries and tools give the same text for several tasks."""
+    import json
+    import os
+
+    from clinseek.cohort.demo import ensure_demo
+    from clinseek.tasks import Task
+    from clinseek.toolsets import Binding, Episode
+    from clinseek_ehr.pgload import load_duckdb_into_postgres
+    from clinseek_ehr.toolset import EhrConfig, EhrToolset
+
+    dsn = os.environ.get("CLINSEEK_TEST_PG_DSN")
+    if not dsn:
+        pytest.skip("CLINSEEK_TEST_PG_DSN is not set (source .ci/start_postgres.sh)")
+    demo = ensure_demo(patients=40, seed=7)
+    load_duckdb_into_postgres(demo.db, dsn, schema="ehr_demo")
+    duck = EhrToolset(EhrConfig(database=str(demo.db)), None)
+    pg = EhrToolset(EhrConfig(database=dsn, pg_schema="ehr_demo", pool_size=2), None)
+    duck.open()
+    pg.open()
+    try:
+        lines = demo.tasks.read_text().splitlines()
+        for line in lines[:: max(1, len(lines) // 8)]:
+            task = Task.model_validate(json.loads(line))
+            e1 = Episode(binding=Binding.from_task(task), task=task)
+            e2 = Episode(binding=Binding.from_task(task), task=task)
+            for q in DEMO_QUERIES:
+                assert pg.ehr_sql(e2, q) == duck.ehr_sql(e1, q), (task.qid, q)
+            for tool, args in [("ehr_tables", {}), ("ehr_latest", {"table": "labevents"}),
+                               ("ehr_timeline", {}), ("ehr_search", {"keyword": "pneumonia"})]:
+                assert getattr(pg, tool)(e2, **args) == getattr(duck, tool)(e1, **args), (task.qid, tool)
+    finally:
+        duck.close()
+        pg.close()

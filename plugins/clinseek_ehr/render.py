@@ -26,7 +26,8 @@ def fmt(value, max_cell: int = MAX_CELL_CHARS) -> str:
             return str(value)
         return f"{value:.6g}" if abs(value) < 1e15 else repr(value)
     if isinstance(value, Decimal):
-        return format(value.normalize(), "f") if value == value.to_integral() else str(value)
+        # Trailing zeros carry no information (PostgreSQL's round() returns numeric(…, 3)): 66.500 -> 66.5.
+        return format(value.normalize(), "f")
     text = str(value)
     text = text.replace("\\", "\\\\").replace("|", "\\|").replace("\r", "").replace("\n", "\\n")
     if len(text) > max_cell:

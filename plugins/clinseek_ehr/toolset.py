@@ -255,7 +255,7 @@ class EhrToolset(Toolset):
         rows: list[tuple] = []
         more = 0
         if parts:
-            sql = " UNION ALL ".join(parts) + " ORDER BY time DESC NULLS LAST, tbl"
+            sql = " UNION ALL ".join(parts) + " ORDER BY time DESC NULLS LAST, tbl, col, val"
             res = self.run_sql(episode, sql, trusted=True)
             rows = [(t, tm, "", c, _snippet(v, kw)) for t, tm, c, v in res.rows]
             more = res.more
@@ -319,7 +319,9 @@ class EhrToolset(Toolset):
         name = self._table_arg(table, allow_dictionary=False)
         ts = self.scope.tables[name]
         n = max(1, min(int(limit), self.config.max_rows))
-        order = f" ORDER BY {ts.time_sql} DESC NULLS LAST" if ts.time_sql else ""
+        # Ties (labs of one specimen share a time) are broken by every column, so both backends agree.
+        ties = ", ".join(["1 DESC NULLS LAST"] + [f"{i} NULLS LAST" for i in range(2, len(ts.columns) + 1)])
+        order = f" ORDER BY {ts.time_sql} DESC NULLS LAST, {ties}" if ts.time_sql else f" ORDER BY {ties}"
         # No LIMIT: the row cap stops at n and the note says how many older rows there are.
         res = self.run_sql(episode, f"SELECT * FROM {name}{order}", max_rows=n, trusted=True)
         return self._render(res, "older rows: raise limit or use ehr_sql")
