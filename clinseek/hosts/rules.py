@@ -249,9 +249,9 @@ def risk_features(obs: dict[str, Observation], prediction_time: datetime | None 
             "lactate_rise": rise("lactate"), "creatinine_rise": rise("creatinine"), "hours": hours}
 
 
-# Points per feature for each risk family, on top of the warning score. Derived on a development cohort (seed 11,
-# not the demo benchmark) by bench/rules_calibrate.py: a logistic fit whose coefficients are rounded to half
-# points relative to the warning score's weight, like clinical scores are built. Written down in docs/baseline.md.
+# Points per feature for each risk family, on top of the warning score. Set by hand, small and readable, and
+# checked on a development cohort (seed 11, never the demo benchmark) with bench/rules_calibrate.py, whose --fit
+# prints the logistic fit they are a rounded, simplified form of. Written down in docs/baseline.md.
 RISK_WEIGHTS: dict[str, dict[str, float]] = {
     "mortality": {"icu": 2, "age_decade": 1, "problems": 1, "lactate_rise": 2, "chronic": 0.5},
     "los_gt_3": {"icu": 2, "non_elective": 1, "problems": 1},
@@ -325,7 +325,7 @@ DX_RULES: list[tuple[tuple[str, ...], Any]] = [
     (("posthemorrhagic anemia", "anemia"), lambda v, d, c: v.get("hemoglobin", 99) < 8),
 ]
 
-# Lab order groups: the d_labitems labels whose presence in the last 24 h marks the group as drawn.
+# Lab order groups: the d_labitems labels that mark a draw of the group.
 LAB_GROUP_MARKERS: list[tuple[tuple[str, ...], tuple[str, ...]]] = [
     (("basic metabolic",), ("Sodium", "Urea Nitrogen", "Creatinine")),
     (("complete blood", "blood count"), ("Hemoglobin", "White Blood Cells", "Platelet Count")),
