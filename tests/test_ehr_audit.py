@@ -100,3 +100,21 @@ def test_audit_catches_an_unmasked_column(toolset):
     report = _audit(toolset)
     assert report.tables["admissions"].unmasked == 1 and report.tables["admissions"].future_rows == 0
     assert "unmasked discharge_location" in report.render()
+
+
+def test_audit_command_exits_1_on_a_leaky_profile(recipe):
+    """A profile that filters labs by charttime only (as the reference system does) shows results released after
+    the cutoff: the profile-independent time check catches it and the command fails."""
+    d = recipe.parent
+    (d / "leaky.yaml").write_text(
+        "patient_key: subject_id\ntables:\n  labevents:\n    known_at: [charttime]\n"
+        "    columns: {labevent_id: id, subject_id: patient, charttime: drawn, storetime: released, valuenum: v}\n")
+    (d / "leaky-recipe.yaml").write_text(
+        "clinseek: 1\nname: leaky\nhost: {provider: rules}\n"
+        "tools:\n  - use: ehr\n    with: {database: fixture.duckdb, profile: leaky.yaml}\n"
+        "tasks: {source: jsonl, path: tasks.jsonl}\n")
+    result = CliRunner().invoke(cli, ["audit", str(d / "leaky-recipe.yaml")])
+    assert result.exit_code == 1, result.output
+    assert "labevents|" in result.output and "row after the cutoff" in result.output
+    strict = CliRunner().invoke(cli, ["audit", str(recipe), "--set", "tools.0.with.cutoff=strict"])
+    assert strict.exit_code == 0, strict.output
