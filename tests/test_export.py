@@ -52,6 +52,19 @@ def test_openai_rows_arguments_are_json_strings_linked_by_tool_call_id(run, tmp_
     assert last["role"] == "assistant" and last["tool_calls"][0]["function"]["name"] == "finish"
     assert row["provenance"]["recipe_sha256"] == "ab" * 32 and row["provenance"]["host_model"] == "gpt-test"
     assert row["provenance"]["qid"] and "score" in row["provenance"]
+    assert row["parallel_tool_calls"] is False  # one call per turn in the sample
+
+
+def test_openai_flags_parallel_calls():
+    from clinseek.exporters.openai import OpenAIExporter
+
+    _, records = sample_records()
+    rec = json.loads(json.dumps(records[0]))
+    rec["messages"][2]["tool_calls"].append({"id": "extra", "name": "kb_search", "arguments": {"query": "x"}})
+    rec["messages"].insert(4, {"role": "tool", "tool_call_id": "extra", "name": "kb_search", "content": "[E9] y"})
+    row = OpenAIExporter({}).convert(rec)
+    assert row["parallel_tool_calls"] is True
+    assert json.loads(row["messages"][2]["tool_calls"][1]["function"]["arguments"]) == {"query": "x"}
 
 
 def test_min_score_keeps_only_correct_answers(run, tmp_path):

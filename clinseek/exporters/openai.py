@@ -31,4 +31,6 @@ class OpenAIExporter(TrainingExporter):
                 out.append({"role": role, "content": m.get("content") or ""})
         if not any(m["role"] == "assistant" for m in out):
             return None
-        return {"messages": out, "tools": function_tools(record.get("tools") or []), "parallel_tool_calls": False}
+        # OpenAI checks this flag against the examples: true only when some turn really made several calls
+        parallel = any(len(m.get("tool_calls") or []) > 1 for m in out)
+        return {"messages": out, "tools": function_tools(record.get("tools") or []), "parallel_tool_calls": parallel}
