@@ -47,8 +47,10 @@ _clinseek_pg_main() {
       -o "-h 127.0.0.1 -p $port -k $data -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
       start >/dev/null || { tail -20 "$data/server.log" >&2; return 1; }
   fi
-  if ! "$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atqc \
-       "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1; then
+  local exists
+  exists="$("$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -Atqc \
+            "SELECT 1 FROM pg_database WHERE datname = '$db'")" || return 1
+  if [ "$exists" != "1" ]; then
     "$bindir/psql" -h 127.0.0.1 -p "$port" -U postgres -d postgres -qc "CREATE DATABASE $db" || return 1
   fi
   export CLINSEEK_TEST_PG_DSN="postgresql://postgres@127.0.0.1:${port}/${db}"
