@@ -165,3 +165,14 @@ def test_generate_is_turn_by_turn_from_messages_only():
     r2 = asyncio.run(host.generate(msgs, tools, GenerateContext(task=task)))
     assert r2.tool_calls[0].id == "rules_ed" and r2.tool_calls[0].arguments == {"query": ED_SQL}
     assert r2.usage.input_tokens == 0
+
+
+def test_other_benchmarks_task_names_map_onto_a_policy():
+    from clinseek.hosts.rules import policy_family
+
+    assert policy_family(_task("ED_Inpatient_Mortality")) == "mortality"
+    assert policy_family(_task("ED_Critical_Outcomes")) == "icu_transfer_24h"
+    assert policy_family(_task("Readmission_30")) == "readmission_30d"
+    assert policy_family(_task("something_else")) == "mortality"  # a yes/no risk question: the acuity policy
+    assert policy_family(_task("weird", candidates=["a", "b"])) == "weird"
+    assert policy_family(_task("cxr_change")) == "cxr_change"

@@ -420,6 +420,29 @@ KB_QUERIES = {
 }
 
 
+# Other benchmarks name their tasks differently (ClinSeek-Bench: "ED_Inpatient_Mortality", ...): keywords map a
+# task name onto the policy that fits; any other yes/no risk question gets the mortality (acuity) policy.
+FAMILY_KEYWORDS = [("mortality", "mortality"), ("death", "mortality"), ("icu", "icu_transfer_24h"),
+                   ("critical", "icu_transfer_24h"), ("readmi", "readmission_30d"), ("los_gt_3", "los_gt_3"),
+                   ("los_gt_7", "los_gt_7"), ("length_of_stay", "los_gt_7"), ("diagnos", "diagnosis_ccsr"),
+                   ("lab", "lab_orders_24h")]
+
+
+def policy_family(task: Any) -> str:
+    """The policy a task gets: its own family when there is one, else one found by keyword or task type."""
+    name = str(getattr(task, "task", "") or "")
+    if name in RISK_FAMILIES or name in ("diagnosis_ccsr", "lab_orders_24h") or name.startswith("cxr"):
+        return name
+    low = name.lower()
+    for word, family in FAMILY_KEYWORDS:
+        if word in low:
+            return family
+    cands = {_norm(c) for c in getattr(task, "candidates", []) or []}
+    if getattr(task, "task_type", "") == "risk_prediction" and cands and cands <= {"yes", "no"}:
+        return "mortality"
+    return name
+
+
 # The host ------------------------------------------------------------------------------------------------------
 
 class RulesHost(Host):
@@ -442,7 +465,7 @@ class RulesHost(Host):
                        ctx: GenerateContext) -> HostResponse:
         t0 = time.perf_counter()
         task = ctx.task
-        family = str(getattr(task, "task", "") or "")
+        family = policy_family(task)
         available = {t["name"]: t for t in tools}
         obs = observations(messages)
         for step in self.plan(family, task, available, obs):
