@@ -54,3 +54,15 @@ def test_export_command_filters_and_formats(tmp_path, capsys):
     assert (run / "export" / "sharegpt" / "dataset_info.json").exists()
     code, _, err = _run(["export", str(run), "-f", "alpaca"], capsys)
     assert code == 2 and "unknown exporter 'alpaca'" in err
+
+
+def test_score_reference_results_file(tmp_path, capsys):
+    rows = [{"qid": "mortality_1_2", "label": ["yes"], "messages": [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c", "type": "function", "function": {"name": "ehr.finish",
+                                                         "arguments": json.dumps({"response": ["Yes"]})}}]}]}]
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = _run(["score", str(path), "--reference", "--json"], capsys)
+    assert code == 0 and json.loads(out)["per_task"]["mortality"]["f1"] == 1.0
+    assert json.loads((tmp_path / "scores.json").read_text())["source"]["format"] == "reference"
