@@ -136,8 +136,7 @@ def cxr_classify(model: str, providers: str, as_json: bool, images: tuple[Path, 
             loaded.append((path, load_image(path, window=window)))
         except ImageError as exc:
             failed += 1
-            click.echo(f"error: {path}: {exc.message}" if str(path) not in exc.message else f"error: {exc.message}",
-                       err=True)
+            click.echo(f"error: {exc.message}", err=True)  # the message names the file
     if loaded:
         probs = m.predict(np.stack([m.prepare(img.pixels) for _, img in loaded]))
         for (path, img), p in zip(loaded, probs):

@@ -51,10 +51,10 @@ def load_image(path: str | Path, window: tuple[float, float] | None = None) -> L
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise ImageError(f"image file not found: {path.name}") from None
+        raise ImageError(f"image file not found: {path}") from None
     except OSError as exc:
-        raise ImageError(f"cannot read image {path.name}: {exc.strerror or exc}") from None
-    return load_image_bytes(data, name=path.name, window=window)
+        raise ImageError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    return load_image_bytes(data, name=str(path), window=window)
 
 
 def load_image_bytes(data: bytes, name: str = "image", window: tuple[float, float] | None = None) -> LoadedImage:
