@@ -55,6 +55,29 @@ def test_studies_lists_only_this_patients_studies_up_to_the_cutoff(ts):
     assert out.index("501 |") < out.index("502 |")  # oldest first
 
 
+def test_studies_named_by_the_task_are_marked(ts):
+    from clinseek.toolsets import Binding, Episode
+
+    ep = Episode(binding=Binding(qid="q", subject_id=10, hadm_id=None, prediction_time=CUTOFF, study_ids=(502,)),
+                 task=None)
+    ts.bind(ep)
+    out = ts.cxr_studies(ep)
+    assert "502 | 2150-01-05 09:30 | AP, LATERAL | 2 (named in the task)" in out
+    assert out.count("named in the task") == 1
+
+
+def test_an_inference_failure_is_an_error_observation(ts, monkeypatch):
+    ep = episode()
+    ts.bind(ep)
+
+    def boom(batch):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(ts.batcher, "run_batch", boom)
+    with pytest.raises(ToolError, match="model failed on study 504: RuntimeError: CUDA out of memory"):
+        ts.cxr_classify(ep, study_id=504)
+
+
 def test_strict_cutoff_drops_a_study_taken_at_the_prediction_time(db, tmp_path):
     t = _open(db, tmp_path, cutoff="strict")
     try:

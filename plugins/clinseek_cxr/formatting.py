@@ -15,7 +15,7 @@ def _t(when) -> str:
     return when.strftime("%Y-%m-%d %H:%M") if isinstance(when, datetime) else str(when)
 
 
-def format_studies(studies: Sequence, cutoff, limit: int) -> str:
+def format_studies(studies: Sequence, cutoff, limit: int, named: frozenset[str] = frozenset()) -> str:
     if not studies:
         return f"No chest X-ray studies for this patient up to the prediction time ({_t(cutoff)})."
     shown = list(studies)[-limit:]  # the latest are the most relevant; say what was left out
@@ -25,7 +25,8 @@ def format_studies(studies: Sequence, cutoff, limit: int) -> str:
         lines.insert(1, f"[showing the latest {len(shown)} of {len(studies)}; {len(studies) - len(shown)} older "
                         f"studies left out]")
     for s in shown:
-        lines.append(f"{s.study_id} | {_t(s.time)} | {', '.join(s.views)} | {len(s.images)}")
+        mark = " (named in the task)" if s.study_id in named else ""
+        lines.append(f"{s.study_id} | {_t(s.time)} | {', '.join(s.views)} | {len(s.images)}{mark}")
     return "\n".join(lines)
 
 

@@ -187,7 +187,8 @@ class CxrToolset(Toolset):
         Use a study_id from this list with cxr_classify or cxr_compare.
         """
         studies = self._studies(episode)
-        return format_studies(list(studies.values()), episode.state.get("cutoff"), self.config.max_studies)
+        named = frozenset(str(s) for s in episode.binding.study_ids)
+        return format_studies(list(studies.values()), episode.state.get("cutoff"), self.config.max_studies, named)
 
     @tool
     def cxr_classify(self, episode: Episode, study_id: int | str) -> str:
@@ -255,7 +256,11 @@ class CxrToolset(Toolset):
                 raise ToolError(f"study {study.study_id}: the image could not be read ({exc.message}); "
                                 f"try another study") from None
             x = self.model.prepare(img.pixels)
-            probs = self.batcher.submit(key, x).result(timeout=300)
+            try:
+                probs = self.batcher.submit(key, x).result(timeout=300)
+            except Exception as exc:  # noqa: BLE001 - an inference failure is an observation, not a crash
+                raise ToolError(f"the model failed on study {study.study_id}: {type(exc).__name__}: {exc}") \
+                    from None
             self.cache.put(key, probs)
         return probs, (dicom_id, view)
 
