@@ -102,6 +102,9 @@ CORPUS: list[tuple[str, str, str]] = [
     ("ts_stat_scalar", "SELECT ts_stat('SELECT 1') AS x", R),
     ("crosstab", "SELECT crosstab('SELECT 1') AS x", R),
     ("table_to_xml", "SELECT table_to_xml('public._secret', true, false, '') AS x", R),
+    ("error_fn", "SELECT * FROM labevents WHERE error(value) IS NULL", R),
+    ("cast_error_message", "SELECT * FROM labevents WHERE CAST(value AS INTEGER) = 1", B),
+    ("cast_error_message2", "SELECT CAST(comments AS DATE) AS d FROM labevents", B),
     ("placeholder", "SELECT * FROM labevents WHERE subject_id = ?", R),
     ("python_variable", "SELECT * FROM ts", R),
     # schema-qualified base tables

@@ -317,6 +317,15 @@ def test_database_errors_read_cleanly(toolset, ep):
     assert "nosuchcolumn" in msg and "clinseek_src" not in msg and "10000001" not in msg
 
 
+def test_data_errors_do_not_quote_values(toolset, ep):
+    with pytest.raises(ToolError) as err:
+        toolset.ehr_sql(ep, "SELECT CAST(value AS INTEGER) AS v FROM labevents")
+    msg = str(err.value)
+    assert "Conversion Error" in msg and "TRY_CAST" in msg
+    assert "PAST" not in msg and "1.1" not in msg
+    assert "4" in toolset.ehr_sql(ep, "SELECT max(TRY_CAST(valuenum AS INTEGER)) AS v FROM labevents")
+
+
 def test_config_and_database_errors(tmp_path):
     with pytest.raises(UserError, match="not found"):
         EhrToolset(EhrConfig(database=str(tmp_path / "missing.duckdb")), None).open()

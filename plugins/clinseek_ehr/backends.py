@@ -312,11 +312,23 @@ def _pg_type(oid: int) -> str:
     return _PG_TYPES.get(oid, "OTHER")
 
 
+# Errors raised while evaluating an expression on a row can quote the row's value. The optimizer may evaluate the
+# model's expressions before the scoping filters on some rows, so such messages could quote a row the episode may
+# not see: their quoted parts and numbers are redacted.
+_DATA_ERROR = re.compile(r"conversion error|invalid input|out of range|overflow|invalid .*syntax|value too long|"
+                         r"could not convert|invalid .* value|malformed|cannot be cast", re.IGNORECASE)
+
+
 def clean_error(text: str) -> str:
-    """The database's message without internal names or the expanded query (which only confuse the model)."""
+    """The database's message without internal names, the expanded query, or (for data errors) data values."""
     text = text.split("\nLINE", 1)[0].split("\n\nLINE", 1)[0]
     text = re.sub(r"Did you mean[^\n]*", "", text)
     text = text.replace(f"{SRC}.main.", "").replace(f"{SRC}.", "").replace("clinseek_no_schema", "")
+    if _DATA_ERROR.search(text):
+        text = re.sub(r"'(?:[^']|'')*'", "'…'", text)
+        text = re.sub(r'"(?:[^"]|"")*"', '"…"', text)
+        text = re.sub(r"(?<![A-Za-z_])-?\d+(?:\.\d+)?", "#", text)
+        text += " (values are not shown in data errors; use TRY_CAST to skip unconvertible values)"
     text = " ".join(text.split())
     return text[:400]
 
