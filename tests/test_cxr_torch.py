@@ -95,3 +95,49 @@ def test_train_phantom_reproduces_the_committed_artifact(tmp_path):
     assert r.exit_code == 0, r.output
     assert sha256_file(tmp_path / "phantom_cxr.onnx") == load_card(PHANTOM).sha256
     assert sha256_file(tmp_path / "phantom_cxr.torch.npz") == sha256_file(PHANTOM.with_name("phantom_cxr.torch.npz"))
+
+
+class DenseNet(torch.nn.Module):
+    """Stand-in for torchxrayvision.models.DenseNet (module level, so torch.save can pickle it as xrv's files do)."""
+
+    def __init__(self, weights=None, num_classes=18):
+        super().__init__()
+        assert weights is None  # the export never asks the package to download
+        self.conv = torch.nn.Conv2d(1, 4, 7, stride=4)
+        self.classifier = torch.nn.Linear(4, num_classes)
+        self.op_threshs = [0.1, 0.2, 0.3]
+
+    def forward(self, x):
+        out = self.classifier(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+        if self.op_threshs is not None:  # data-dependent like op_norm: must be off when exporting
+            out = torch.sigmoid(out) * 0
+        return out
+
+
+def test_torchxrayvision_export_path_with_a_stand_in_package(tmp_path, monkeypatch):
+    """The export path for torchxrayvision, run against a stand-in package shaped like it (the real weights are
+    not available offline): labels and operating points go to the card, op_norm is switched off for tracing."""
+    import sys
+    import types
+
+    labels = ["Atelectasis", "Effusion", "Cardiomegaly"]
+
+    xrv = types.ModuleType("torchxrayvision")
+    xrv.__version__ = "stand-in"
+    xrv.models = types.SimpleNamespace(DenseNet=DenseNet, model_urls={"all": {"labels": labels,
+                                                                              "op_threshs": [0.1, 0.2, 0.3]}})
+    monkeypatch.setitem(sys.modules, "torchxrayvision", xrv)
+    torch.manual_seed(0)
+    trained = DenseNet(num_classes=3)
+    weights = tmp_path / "xrv.pt"
+    torch.save(trained, weights)  # torchxrayvision's .pt files hold a whole pickled model
+    r = _run(models, ["export", "--torchxrayvision", "densenet121-res224-all", "--weights", str(weights),
+                      "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    card = load_card(tmp_path / "out" / "densenet121_res224_all.yaml")
+    assert card.labels == labels and card.thresholds == {"Atelectasis": 0.1, "Effusion": 0.2, "Cardiomegaly": 0.3}
+    assert card.preprocess.scaling == "xrv" and card.input.size == 224 and card.output.activation == "sigmoid"
+    from clinseek_cxr.export import torch_ort_max_diff
+
+    trained.op_threshs = None
+    assert torch_ort_max_diff(trained, card.weights_path, 224) <= 1e-4  # the trained weights, not fresh ones
