@@ -23,15 +23,17 @@ def data() -> None:
 @click.option("--per-task", type=click.IntRange(1), default=None, show_default="40", help="Tasks per task name.")
 @click.option("--chunk-patients", type=click.IntRange(250), default=5000, show_default=True,
               help="Patients generated per chunk (bounds memory for large builds).")
+@click.option("--memory-limit", default="1GB", show_default=True, help="DuckDB memory limit while sorting.")
 def demo(out: Path, patients: int | None, seed: int, no_images: bool, with_tasks: bool, per_task: int | None,
-         chunk_patients: int) -> None:
+         chunk_patients: int, memory_limit: str) -> None:
     """Build a synthetic MIMIC-IV-shaped cohort (DuckDB + CXR PNGs) and its benchmark tasks."""
     from clinseek.cohort.benchmark import build_tasks
     from clinseek.cohort.build import build_cohort
     from clinseek.cohort.demo import DEFAULT_PATIENTS, DEFAULT_PER_TASK, TASKS_NAME
 
     rep = build_cohort(out, patients=patients or DEFAULT_PATIENTS, seed=seed, images=not no_images,
-                       chunk_patients=chunk_patients, progress=lambda m: click.echo(m, err=True))
+                       chunk_patients=chunk_patients, memory_limit=memory_limit,
+                       progress=lambda m: click.echo(m, err=True))
     click.echo(f"wrote {rep.db} ({rep.rows['patients']} patients, {rep.rows['admissions']} admissions, "
                f"{rep.images} images) in {rep.seconds:.1f} s")
     if with_tasks:
