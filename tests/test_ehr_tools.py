@@ -82,6 +82,14 @@ def test_profile_errors_are_user_errors(tmp_path):
     assert load_profile("p.yaml", base_dir=tmp_path).tables["labevents"].known_at == ("charttime",)
 
 
+def test_profile_rule_naming_a_missing_column_fails_at_open(db, tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("patient_key: subject_id\ntables:\n  labevents:\n    known_at: [releasetime]\n"
+                 "    columns: {subject_id: id, charttime: t}\n")
+    with pytest.raises(UserError, match="does not fit the database: labevents"):
+        EhrToolset(EhrConfig(database=str(db), profile=str(f)), None).open()
+
+
 def test_custom_profile_file_hides_unlisted_columns(db, tmp_path):
     f = tmp_path / "p.yaml"
     f.write_text("patient_key: subject_id\ntables:\n  labevents:\n    known_at: [charttime, storetime]\n"

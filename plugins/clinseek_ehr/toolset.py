@@ -68,12 +68,30 @@ class EhrToolset(Toolset):
             self.close()
             raise UserError(f"no table of profile {self.profile.name!r} was found in {database}",
                             where="tools.ehr.with", hint="check `database` and `profile`")
+        self._check_templates()
         for name in self.dictionaries:
             ts = self.scope.tables[name]
             res = self.backend.run(f"SELECT count(*) FROM ({ts.template}) AS d", 1, self.config.sql_timeout_s)
             self._dict_counts[name] = int(res.rows[0][0])
         # Index the dictionaries for ehr_lookup/ehr_search while the first episodes start.
         threading.Thread(target=self._warm_index, name="clinseek-ehr-index", daemon=True).start()
+
+    def _check_templates(self) -> None:
+        """Plan every scoped table once, so a profile rule naming a missing column fails here, not in each call."""
+        from clinseek_ehr.scope import CUTOFF, PID
+
+        problems = []
+        for name, ts in self.scope.tables.items():
+            sql = ts.template.replace(PID, "NULL").replace(CUTOFF, "CAST('2000-01-01 00:00:00' AS TIMESTAMP)")
+            try:
+                self.backend.run(f"SELECT * FROM ({sql}) AS t LIMIT 0", 1, max(30.0, self.config.sql_timeout_s))
+            except ToolError as exc:
+                problems.append(f"{name}: {exc}")
+        if problems:
+            self.close()
+            raise UserError(f"profile {self.profile.name!r} does not fit the database: " + "; ".join(problems),
+                            where="tools.ehr.with.profile",
+                            hint="fix the profile's known_at / masked rules, or list the columns the database has")
 
     def _warm_index(self) -> None:
         try:
