@@ -130,8 +130,9 @@ def test_a_lateral_only_study_is_classified_with_a_note(ts):
     ep = episode()
     ts.bind(ep)
     out = ts.cxr_classify(ep, study_id=508)
-    assert "(LATERAL)" in out and "no frontal image" in out and "meant for frontal views" in out
+    assert "(LATERAL)" in out and "study 508 has no frontal image" in out and "meant for frontal views" in out
     assert "no frontal image" not in ts.cxr_classify(ep, study_id=502)
+    assert "study 508 has no frontal image" in ts.cxr_compare(ep, study_id_a=501, study_id_b=508)
 
 
 def test_compare_reports_change_between_two_studies(ts):

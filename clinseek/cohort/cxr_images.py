@@ -292,7 +292,8 @@ def render_cxr_with_layout(findings: frozenset[str], rng: np.random.Generator,
             for ky, kx in kerley[si].tolist():  # short horizontal lines reaching the lateral pleura at the bases
                 yy = base - 0.03 - 0.09 * ky
                 xl = m + side * (W - 0.005 - 0.01 * kx)
-                kl = np.maximum(kl, np.exp(-((y - yy) / max(0.0025, 0.7 * px)) ** 2) * (np.abs(x - (xl - side * 0.02)) < 0.02))
+                line = np.exp(-((y - yy) / max(0.0025, 0.7 * px)) ** 2)
+                kl = np.maximum(kl, line * (np.abs(x - (xl - side * 0.02)) < 0.02))
         img = img + 0.12 * kl * lungs_seen
 
     # ---- acquisition: blur, exposure, noise ----------------------------------------------------------------

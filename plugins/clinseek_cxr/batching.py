@@ -3,8 +3,8 @@
 Tools run in worker threads, one per concurrent episode. Each submits its preprocessed image and waits on a
 future; one batcher thread takes the first waiting image, gathers more until `max_batch` or `wait_ms` has passed,
 runs the model once on the stack and hands each caller its row. With wait_ms 0 a batch is whatever queued while
-the previous one ran: no added latency when idle, large batches under load. The same image asked for twice while in flight is
-inferred once. Results are cached by (model sha256, image sha256): in memory, and on disk when a folder is given.
+the previous one ran: no added latency when idle, large batches under load. The same image asked for twice while
+in flight is inferred once. Results are cached by (model sha256, image sha256): in memory, and on disk when a folder is given.
 """
 from __future__ import annotations
 

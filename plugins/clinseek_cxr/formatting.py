@@ -39,10 +39,10 @@ def label_rows(card, probs: np.ndarray) -> list[tuple[str, float, float, bool]]:
             for label, p in zip(card.labels, probs)]
 
 
-def _view_note(card, view: str) -> str:
+def _view_note(card, view: str, study_id: str) -> str:
     if view and view.upper() not in FRONTAL:
-        return f" Note: no frontal image in this study; the {view} view was used, and {card.name} is meant for " \
-               f"frontal views."
+        return f" Note: study {study_id} has no frontal image; its {view} view was used, and {card.name} is meant " \
+               f"for frontal views."
     return ""
 
 
@@ -54,7 +54,7 @@ def format_classification(card, study, image: tuple[str, str], probs: np.ndarray
     out += [f"{label} | {p:.3f} | {t:.3f} | {'yes' if pos else 'no'}" for label, p, t, pos in rows]
     positives = [label for label, _, _, pos in rows if pos]
     out.append(f"Positive at the model's operating thresholds: {', '.join(positives) or 'none'}."
-               + _view_note(card, view))
+               + _view_note(card, view, study.study_id))
     return "\n".join(out)
 
 
@@ -68,6 +68,8 @@ def format_comparison(card, a, b, stable: float = 0.1) -> str:
     days = (sb.time - sa.time).total_seconds() / 86400 if isinstance(sa.time, datetime) else None
     span = f", {abs(days):.1f} days {'later' if days >= 0 else 'earlier'}" if days is not None else ""
     out = [f"{_model_line(card)}: study {sa.study_id} ({_t(sa.time)}) -> study {sb.study_id} ({_t(sb.time)}{span}).",
+           f"images: a {ia[0]} ({ia[1] or 'view unknown'}), b {ib[0]} ({ib[1] or 'view unknown'})"
+           + _view_note(card, ia[1], sa.study_id) + _view_note(card, ib[1], sb.study_id),
            "label | a | b | change | status"]
     for label, p_a, p_b in zip(card.labels, pa, pb):
         t = card.threshold(label)

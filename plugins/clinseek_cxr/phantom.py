@@ -165,7 +165,8 @@ def export_onnx(net, path: Path, input_size: int, channels: int = 1, input_name:
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(net, (dummy,), str(path), dynamo=False, input_names=[input_name],
-                          output_names=[output_name], dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+                          output_names=[output_name],
+                          dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
                           opset_version=opset, do_constant_folding=True)
 
 
