@@ -166,3 +166,23 @@ def test_sampling_is_deterministic_and_balanced(built, tmp_path):
     assert all(n <= 12 for n in counts.values())
     mort = [r["label"][0] for r in rows if r["task"] == "mortality"]
     assert mort.count("yes") == min(6, rep.positives["mortality"]) and mort.count("yes") >= 3
+
+
+def test_auroc_and_set_f1_helpers():
+    from clinseek.cohort.stats import auroc, set_f1
+
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75
+    assert auroc([1, 1, 1], [0, 1, 0]) == 0.5  # ties count half
+    assert set_f1(["a", "b"], ["b", "c"]) == 0.5 and set_f1([], []) == 1.0
+
+
+def test_pre_cutoff_evidence_is_informative_but_not_decisive(built):
+    from clinseek.cohort.stats import compute
+
+    out, _, _, _ = built
+    stats = compute(out / "cohort.duckdb", seed=3)
+    for task in ("mortality", "los_gt_7"):
+        assert 0.6 < stats[task]["auroc"] < 0.97, (task, stats[task])
+    for task in ("diagnosis_ccsr", "lab_orders_24h", "cxr_findings"):
+        assert stats[task]["set_f1"] > stats[task]["chance"] + 0.1, (task, stats[task])
+        assert stats[task]["set_f1"] < 0.95, (task, stats[task])

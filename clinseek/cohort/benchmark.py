@@ -94,7 +94,6 @@ def load(db: Path) -> dict[str, pd.DataFrame]:
         out = {
             "admissions": q("SELECT subject_id, hadm_id, admittime, dischtime, deathtime FROM admissions"),
             "icustays": q("SELECT hadm_id, intime FROM icustays"),
-            "labs": q("SELECT hadm_id, itemid, charttime FROM labevents WHERE hadm_id IS NOT NULL"),
             "diagnoses": q("SELECT hadm_id, icd_code, icd_version FROM diagnoses_icd"),
         }
         if {"cxr_metadata", "cxr_labels", "radiology"} <= tables:
@@ -102,6 +101,7 @@ def load(db: Path) -> dict[str, pd.DataFrame]:
                            "FROM cxr_metadata WHERE ViewPosition IN ('PA', 'AP')")
             out["cxr_labels"] = q("SELECT dicom_id, label, present FROM cxr_labels")
             out["radiology"] = q("SELECT subject_id, charttime, storetime FROM radiology")
+        out["db"] = Path(db)  # labevents stay in DuckDB: MIMIC-IV has 158M lab rows
         return out
     finally:
         con.close()
@@ -225,19 +225,34 @@ def decision_rows(t: dict[str, pd.DataFrame], task: str, seed: int) -> list[dict
             item = catalog.lab_items().get(key)
             if item:
                 group_of[item["itemid"]] = group
-    labs = t["labs"].assign(group=t["labs"]["itemid"].map(group_of)).dropna(subset=["group"])
-    by_hadm = {h: g for h, g in labs.groupby("hadm_id")}
+    drawn = _items_drawn_next_24h(t["db"], cut[["hadm_id", "cutoff"]], sorted(group_of))
     cands = list(catalog.LAB_GROUPS)
     for r in cut.itertuples(index=False):
-        g = by_hadm.get(r.hadm_id)
-        if g is None:
+        items = drawn.get((r.hadm_id, r.cutoff))
+        if not items:
             continue
-        window = g[(g["charttime"] > r.cutoff) & (g["charttime"] <= r.cutoff + pd.Timedelta(hours=24))]
-        label = [c for c in cands if c in set(window["group"])]
-        if not label:
-            continue
+        groups = {group_of[i] for i in items}
+        label = [c for c in cands if c in groups]
         rows.append(_row(task, r.subject_id, r.hadm_id, r.cutoff, label, cands, qid_tail=f"-{r.horizon}h"))
     return rows
+
+
+def _items_drawn_next_24h(db: Path, cut: pd.DataFrame, itemids: list[int]) -> dict:
+    """(hadm_id, cutoff) -> lab itemids with a charttime in (cutoff, cutoff + 24 h], joined inside DuckDB."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        con.register("cut", cut)
+        df = con.execute(f"""
+            SELECT c.hadm_id, c.cutoff, list(DISTINCT l.itemid) AS items
+            FROM cut c JOIN labevents l ON l.hadm_id = c.hadm_id
+             AND l.charttime > c.cutoff AND l.charttime <= c.cutoff + INTERVAL 24 HOUR
+            WHERE l.itemid IN ({", ".join(str(i) for i in itemids)})
+            GROUP BY c.hadm_id, c.cutoff""").df()
+    finally:
+        con.close()
+    return {(h, pd.Timestamp(c)): list(i) for h, c, i in zip(df["hadm_id"], df["cutoff"], df["items"])}
 
 
 # ---------------------------------------------------------------------------------------------------- images
@@ -245,8 +260,12 @@ def _studies(t: dict[str, pd.DataFrame], seed: int) -> pd.DataFrame:
     """Frontal studies inside an admission, with a cutoff after the image but before its report is signed."""
     cxr = t["cxr"].sort_values(["subject_id", "study_datetime", "dicom_id"]).reset_index(drop=True)
     adm = t["admissions"]
-    rad = t["radiology"].rename(columns={"charttime": "study_datetime"})
-    cxr = cxr.merge(rad, on=["subject_id", "study_datetime"], how="left")
+    # a study's report: the patient's radiology note nearest in time (within 2 h; exact in the demo)
+    rad = t["radiology"].rename(columns={"charttime": "report_time"}).dropna(subset=["report_time"])
+    cxr = pd.merge_asof(cxr.sort_values("study_datetime"), rad.sort_values("report_time"), left_on="study_datetime",
+                        right_on="report_time", by="subject_id", direction="nearest",
+                        tolerance=pd.Timedelta(hours=2))
+    cxr = cxr.sort_values(["subject_id", "study_datetime", "dicom_id"]).reset_index(drop=True)
     m = cxr.merge(adm, on="subject_id")
     m = m[(m["study_datetime"] >= m["admittime"] - pd.Timedelta(hours=12)) & (m["study_datetime"] < m["dischtime"])]
     rng = np.random.default_rng([seed, 77])
