@@ -49,8 +49,20 @@ def test_audit_command_reports_zero_violations(recipe):
     assert "labevents|" in result.output and "total|" in result.output
 
 
+def test_parallel_audit_counts_like_the_sequential_one(recipe, toolset):
+    import json as _json
+
+    from clinseek.tasks import Task
+    from clinseek_ehr.audit import audit_tasks
+
+    tasks = [Task.model_validate(_json.loads(line)) for line in (recipe.parent / "tasks.jsonl").read_text().splitlines()]
+    one, many = audit_tasks(toolset, tasks), audit_tasks(toolset, tasks, workers=3)
+    assert many.tasks == one.tasks == 5
+    assert {k: vars(v) for k, v in many.tables.items()} == {k: vars(v) for k, v in one.tables.items()}
+
+
 def test_audit_command_json_and_limit(recipe):
-    result = CliRunner().invoke(cli, ["audit", str(recipe), "--json", "--limit", "2"])
+    result = CliRunner().invoke(cli, ["audit", str(recipe), "--json", "--limit", "2", "--workers", "1"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["tasks"] == 2 and data["violations"] == 0

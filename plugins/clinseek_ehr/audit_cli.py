@@ -13,8 +13,10 @@ import click
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe value.")
 @click.option("--limit", type=int, default=None, help="Audit at most this many tasks.")
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Tasks audited at once.")
 @click.pass_context
-def audit(ctx, recipe, site, overrides, limit, as_json):
+def audit(ctx, recipe, site, overrides, limit, as_json, workers):
     """Enumerate everything the ehr tools can show each task of RECIPE and count rows after the cutoff, unmasked
     future values and other patients' rows, per table. Exits 1 when any count is not zero."""
     from clinseek_ehr.audit import audit_tasks
@@ -22,7 +24,7 @@ def audit(ctx, recipe, site, overrides, limit, as_json):
     loaded, toolset, tasks = load_for_audit(recipe, site, overrides, limit)
     facts = f"profile {toolset.profile.name}, backend {toolset.backend.dialect}, cutoff {toolset.config.cutoff}"
     try:
-        report = audit_tasks(toolset, tasks)
+        report = audit_tasks(toolset, tasks, workers=workers)
     finally:
         toolset.close()
     if as_json:
