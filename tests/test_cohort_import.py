@@ -92,6 +92,26 @@ def test_missing_columns_are_reported_and_bad_values_fail_loudly(exported, tmp_p
     assert not (tmp_path / "b.duckdb").exists() and not (tmp_path / "b.duckdb.importing").exists()
 
 
+def test_tables_the_generator_lacks_are_imported_with_mimic_types(exported, tmp_path):
+    src = tmp_path / "src"
+    (src / "hosp").mkdir(parents=True)
+    for t in ("patients", "admissions"):
+        (src / "hosp" / f"{t}.csv.gz").write_bytes((exported / "mimic" / "hosp" / f"{t}.csv.gz").read_bytes())
+    with gzip.open(src / "hosp" / "emar.csv.gz", "wt") as fh:
+        fh.write("subject_id,hadm_id,emar_id,emar_seq,poe_id,pharmacy_id,enter_provider_id,charttime,medication,"
+                 "event_txt,scheduletime,storetime\n"
+                 "10000000,20000000,10000000-1,1,10000000-5,,P1,2132-12-12 08:00:00,Heparin,Administered,,"
+                 "2132-12-12 08:05:00\n")
+    rep = import_mimic_iv(src, tmp_path / "x.duckdb")
+    assert rep.rows["emar"] == 1 and not any("emar" in w for w in rep.warnings)
+    con = duckdb.connect(str(tmp_path / "x.duckdb"), read_only=True)
+    types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                             "WHERE table_name = 'emar'").fetchall())
+    assert types["charttime"] == "TIMESTAMP" and types["emar_seq"] == "INTEGER" and types["pharmacy_id"] == "INTEGER"
+    assert con.execute("SELECT medication, pharmacy_id FROM emar").fetchone() == ("Heparin", None)
+    con.close()
+
+
 def test_import_needs_hosp_tables(tmp_path):
     with pytest.raises(UserError, match="hosp/patients.csv.gz"):
         import_mimic_iv(tmp_path, tmp_path / "x.duckdb")

@@ -3,7 +3,9 @@
 Each csv.gz is read by DuckDB with MIMIC's column types given explicitly (a malformed value fails loudly instead of
 becoming NULL), columns are put in MIMIC's order, and each table is stored sorted by (subject_id, time) like the
 synthetic cohort. MIMIC-CXR-JPG metadata gains `study_datetime` (from StudyDate + StudyTime) and `path`; the
-CheXpert label file, when present, becomes `cxr_labels` (present = a positive mention). Nothing leaves the machine.
+CheXpert label file, when present, becomes `cxr_labels` (present = a positive mention). Every MIMIC-IV table the
+reference schema lists is imported when its file is there (emar, pharmacy, poe, ... too), and only the tables the
+synthetic cohort also has are reported when missing. Nothing leaves the machine.
 """
 from __future__ import annotations
 
@@ -68,7 +70,8 @@ def import_mimic_iv(src: Path, out: Path, *, cxr_dir: Path | None = None, memory
         for table in module_tables():
             path = table_file(src, table)
             if not path.exists():
-                report.warnings.append(f"{path.relative_to(src)} not found: table {table} skipped")
+                if table in schema.MIMIC_TABLES + schema.DICTIONARY_TABLES:  # what the tools and tasks expect
+                    report.warnings.append(f"{path.relative_to(src)} not found: table {table} skipped")
                 continue
             _import_table(con, path, table, report)
             if progress:
