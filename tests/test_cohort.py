@@ -183,6 +183,18 @@ def test_latent_outcomes_match_the_tables(cohort):
     assert mismatch == 0
 
 
+def test_generation_is_a_function_of_the_seed():
+    import pandas as pd
+
+    from clinseek.cohort.build import generate_block
+
+    a, b, c = generate_block(5, 0, 0, 25), generate_block(5, 0, 0, 25), generate_block(6, 0, 0, 25)
+    for table in ("admissions", "labevents", "chartevents", "radiology", "cxr_metadata", "diagnoses_icd"):
+        pd.testing.assert_frame_equal(a[table], b[table])
+    assert not a["labevents"]["valuenum"].equals(c["labevents"]["valuenum"])
+
+
+@pytest.mark.slow
 def test_same_seed_same_rows_other_seed_other_rows(tmp_path):
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     for out, seed in ((a, 5), (b, 5), (c, 6)):
