@@ -218,3 +218,15 @@ def test_rejects_bad_patient_counts(tmp_path):
 
     with pytest.raises(UserError, match="--patients"):
         build_cohort(tmp_path, patients=0)
+    with pytest.raises(UserError, match="--seed"):
+        build_cohort(tmp_path, patients=3, seed=-1)
+
+
+def test_cohort_entry_points_import_nothing_heavy():
+    import subprocess
+    import sys
+
+    code = ("import sys, clinseek.cohort.cli, clinseek.cohort.source, clinseek.cohort.demo; "
+            "print(','.join(m for m in ('numpy', 'pandas', 'duckdb', 'PIL') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == ""

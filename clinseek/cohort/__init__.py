@@ -4,3 +4,6 @@ Entry points: `demo.ensure_demo` (cached demo cohort + tasks), `build.build_coho
 `importer.import_mimic_iv`, `source.DemoTaskSource` (task source "demo"), `cli.data` (`clinseek data ...`).
 Nothing heavy is imported here.
 """
+
+GENERATOR_VERSION = "1"  # part of the demo cache folder name: bump when the same seed would give other rows
+DB_NAME = "cohort.duckdb"

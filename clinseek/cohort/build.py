@@ -15,11 +15,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from clinseek.cohort import dictionaries, events, model, records, schema
+from clinseek.cohort import DB_NAME, GENERATOR_VERSION, dictionaries, events, model, records, schema
 from clinseek.errors import UserError
 
-GENERATOR_VERSION = "1"
-DB_NAME = "cohort.duckdb"
 MAX_PATIENTS = 100_000  # row ids are per-patient ranges inside int32 (see events.ROWS_PER_PATIENT)
 
 
@@ -92,6 +90,8 @@ def build_cohort(out_dir: Path, patients: int = 300, seed: int = 7, *, images: b
 
     if patients < 1 or patients > MAX_PATIENTS:
         raise UserError(f"--patients must be between 1 and {MAX_PATIENTS}, got {patients}")
+    if seed < 0:
+        raise UserError(f"--seed must be 0 or more, got {seed}")
     start = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from clinseek.cohort.build import DB_NAME, GENERATOR_VERSION, build_cohort
+from clinseek.cohort import DB_NAME, GENERATOR_VERSION
 
 DEFAULT_PATIENTS = 200  # builds in seconds on two cores, images included, and gives every task family rows
 DEFAULT_SEED = 7
@@ -68,6 +68,13 @@ def ensure_demo(patients: int = DEFAULT_PATIENTS, seed: int = DEFAULT_SEED, cach
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return paths
+
+
+def build_cohort(*args, **kwargs):
+    """The builder, imported on first use (numpy, pandas and DuckDB only when a build really happens)."""
+    from clinseek.cohort.build import build_cohort as build
+
+    return build(*args, **kwargs)
 
 
 class _FileLock:
