@@ -60,7 +60,13 @@ def signal(b: Block, key: str, idx: np.ndarray, t: np.ndarray, rng: np.random.Ge
     for cname, eff in spec.get("chronic", {}).items():
         chronic += eff * b.cm[idx, catalog.COMORBIDITIES.index(cname)]
     sd = spec["sd"]
-    x = 0.8 * sd * b.offset[key][idx] + chronic + b.resp[key][idx] * drive * sev + sd * rng.normal(0, 1, len(idx))
+    # several conditions add up, but physiology has limits: saturate the total shift smoothly at `cap`
+    shift = b.resp[key][idx] * drive * sev
+    effects = [abs(e) for e in spec.get("effects", {}).values()]
+    if effects:
+        cap = 2.2 * max(effects)
+        shift = cap * np.tanh(shift / cap)
+    x = 0.8 * sd * b.offset[key][idx] + chronic + shift + sd * rng.normal(0, 1, len(idx))
     v = np.exp(np.log(spec["mu"]) + x) if spec.get("scale") == "log" else spec["mu"] + x
     item = catalog.lab_items().get(key) or catalog.chart_items().get(key) or {}
     lo, hi = item.get("plausible_extreme") or (None, None)
