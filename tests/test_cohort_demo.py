@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from clinseek.cohort import GENERATOR_VERSION
 from clinseek.cohort import demo as demo_mod
 from clinseek.cohort.cli import data
 from clinseek.cohort.demo import ensure_demo
@@ -28,7 +29,7 @@ def small_demo(tmp_path_factory):
 
 def test_demo_is_built_once_into_a_folder_named_by_version_patients_seed(small_demo, monkeypatch):
     paths, cache = small_demo
-    assert paths.root == cache / "demo" / "v1-p12-s2"
+    assert paths.root == cache / "demo" / f"v{GENERATOR_VERSION}-p12-s2"
     assert paths.db.exists() and paths.tasks.exists()
     assert not list(paths.root.parent.glob("*.tmp-*")), "temporary build folder left behind"
 
@@ -80,7 +81,7 @@ def test_two_callers_asking_at_once_get_one_build(tmp_path, monkeypatch):
     with ThreadPoolExecutor(2) as pool:
         results = list(pool.map(lambda _: ensure_demo(patients=5, seed=4, cache_dir=tmp_path), range(2)))
     assert len(calls) == 1 and results[0] == results[1]
-    assert [p.name for p in (tmp_path / "demo").iterdir() if p.is_dir()] == ["v1-p5-s4"]
+    assert [p.name for p in (tmp_path / "demo").iterdir() if p.is_dir()] == [f"v{GENERATOR_VERSION}-p5-s4"]
 
 
 def test_failed_build_leaves_no_partial_demo(tmp_path, monkeypatch):
@@ -96,7 +97,7 @@ def test_failed_build_leaves_no_partial_demo(tmp_path, monkeypatch):
 
 def test_cache_dir_comes_from_clinseek_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("CLINSEEK_CACHE", str(tmp_path))
-    assert demo_mod.demo_folder(7, 1) == tmp_path / "demo" / "v1-p7-s1"
+    assert demo_mod.demo_folder(7, 1) == tmp_path / "demo" / f"v{GENERATOR_VERSION}-p7-s1"
 
 
 def test_demo_task_source_yields_tasks_with_absolute_image_paths(small_demo):
