@@ -411,3 +411,29 @@ def test_plugin_registers_the_toolset():
     reg.register_module(plugin, name="kb-test")
     reg.collect()
     assert reg.get("toolsets", "kb") is KbToolset
+
+
+# The local numpy sparse index ------------------------------------------------------------------------------
+@pytest.mark.parametrize("query", ["septic shock lactate", "pneumonia unspecified organism", "J18", "J18.9",
+                                   "acute bronchitis due to rhinovirus", "creatinine mg/dL reference interval"])
+def test_local_sparse_index_gives_qdrants_own_ranking_and_scores(toolset, query):
+    for name in ("icd10cm", "ccsr", "reference"):
+        fast = toolset.store.search(name, query, limit=10)
+        qdrant = toolset.store.search(name, query, limit=10, fast_local=False)
+        assert [round(h.score, 3) for h in fast] == [round(h.score, 3) for h in qdrant], (name, query)
+        # equal scores may come in either order; the sets of passages at each score must match
+        assert sorted((round(h.score, 3), h.payload["text"]) for h in fast) == \
+            sorted((round(h.score, 3), h.payload["text"]) for h in qdrant)
+
+
+def test_local_sparse_index_follows_writes(tmp_path):
+    doc = tmp_path / "a.md"
+    doc.write_text("# Protocols\n\n## Hyperkalaemia\n\nCalcium gluconate protects the myocardium.\n")
+    cfg = KbConfig(path=str(tmp_path / "kb"), collections=["site"])
+    with Store.from_config(cfg) as store:
+        library.ingest(cfg, "site", [doc], store=store)
+        assert store.search("site", "calcium gluconate", limit=3)[0].payload["section"] == "Hyperkalaemia"
+        doc.write_text("# Protocols\n\n## Hypoglycaemia\n\nGive glucose 10% intravenously.\n")
+        library.ingest(cfg, "site", [doc], store=store)
+        assert store.search("site", "calcium gluconate", limit=3) == []
+        assert store.search("site", "glucose", limit=3)[0].payload["section"] == "Hypoglycaemia"

@@ -71,3 +71,12 @@ def test_user_errors_exit_2_with_one_message(recipe, tmp_path, capsys):
     none.write_text("clinseek: 1\nname: x\nhost: {provider: rules}\n")
     code, _, err = run(capsys, "kb", "build", str(none))
     assert code == 2 and "no kb tool" in err
+
+
+def test_kb_group_is_listed_by_the_cli(capsys):
+    code, out, _ = run(capsys, "kb", "--help")
+    assert code == 0
+    for sub in ("build", "ingest", "search", "info"):
+        assert sub in out
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and " kb " in out

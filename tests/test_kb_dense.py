@@ -106,3 +106,12 @@ def test_collection_refuses_queries_from_another_embedder(context, embedder, tmp
                    "dense_site", [doc], context)
     hits = library.search(KbConfig(path=str(tmp_path / "kb"), collections=["dense_site"]), "insulin", context)
     assert hits and hits[0].payload["section"] == "Insulin"
+
+
+def test_local_hybrid_fusion_matches_qdrants_query_api(context, embedder):
+    cfg = KbConfig(path=str(context.cache_dir / "kb"), collections=["reference"], embedder="all-MiniLM-L6-v2")
+    with Store.from_config(cfg, context) as store:
+        for query in ("septic shock", "urine output kidney injury", "NEWS2 oxygen", "troponin"):
+            fast = store.search("reference", query, limit=5, mode="hybrid", embedder=embedder)
+            api = store.search("reference", query, limit=5, mode="hybrid", embedder=embedder, fast_local=False)
+            assert [h.payload["text"] for h in fast] == [h.payload["text"] for h in api], query

@@ -96,6 +96,7 @@ class Store:
         self.url, self.path = url, path
         # Local mode is not thread-safe (tools run in worker threads); a server client is, the lock is cheap.
         self.client, self.lock = open_client(url, api_key, path)
+        self._sparse_index: dict[str, Any] = {}  # local mode only: collection -> SparseIndex
 
     @classmethod
     def from_config(cls, config: Any, context: Any = None) -> "Store":
@@ -136,6 +137,7 @@ class Store:
         meta = {"format": FORMAT, "tokenizer": TOKENIZER_VERSION, "avgdl": round(avgdl, 3),
                 "chunker": CHUNKER_VERSION, "chunk_chars": chunk_chars, "embedder": embedder, **(extra or {})}
         with self.lock:
+            self._sparse_index.pop(name, None)
             if replace and self.client.collection_exists(name):
                 self.client.delete_collection(name)
             vectors = {DENSE: models.VectorParams(size=embedder["dim"], distance=models.Distance.COSINE)} \
@@ -152,6 +154,7 @@ class Store:
 
     def drop(self, name: str) -> None:
         with self.lock:
+            self._sparse_index.pop(name, None)
             if self.client.collection_exists(name):
                 self.client.delete_collection(name)
 
@@ -215,6 +218,7 @@ class Store:
                         vector[DENSE] = dense[i].tolist()
                     points.append(models.PointStruct(id=chunk_id(chunk), vector=vector, payload=chunk.payload()))
                 with self.lock:
+                    self._sparse_index.pop(name, None)
                     self.client.upsert(name, points, wait=True)
         return len(chunks)
 
@@ -224,27 +228,54 @@ class Store:
         selector = models.FilterSelector(filter=models.Filter(must=[
             models.FieldCondition(key="source", match=models.MatchValue(value=source))]))
         with self.lock:
+            self._sparse_index.pop(name, None)
             self.client.delete(name, points_selector=selector, wait=True)
 
     # Reads --------------------------------------------------------------------------------------------------
+    def local_sparse(self, name: str) -> Any:
+        """The numpy sparse index of a local collection (built on first use, dropped on writes), else None."""
+        if self.path is None:
+            return None
+        with self.lock:
+            if name not in self._sparse_index:
+                from clinseek_kb.local_sparse import SparseIndex
+
+                self._sparse_index[name] = SparseIndex.from_local_collection(self.client, name, SPARSE)
+            return self._sparse_index[name]
+
     def search(self, name: str, query: str, *, limit: int, mode: str = "sparse", embedder: Any = None,
-               query_dense: Any = None) -> list[Hit]:
+               query_dense: Any = None, fast_local: bool = True) -> list[Hit]:
+        """Best `limit` passages. In local mode sparse scoring uses the numpy index (same scores as Qdrant's);
+        hybrid then fuses it with Qdrant's dense results by qdrant-client's own RRF. On a server both run in
+        one query-API request: sparse and dense prefetches fused with FusionQuery(RRF)."""
         from qdrant_client import models
 
         idx, vals = query_vector(query)
         sparse = models.SparseVector(indices=idx, values=vals)
         if mode != "sparse" and query_dense is None:
             query_dense = embedder.embed([query])[0].tolist()
+        index = self.local_sparse(name) if fast_local and mode != "dense" else None
+        depth = max(limit * 4, 20)
         with self.lock:
             if mode == "sparse":
                 if not idx:
                     return []
+                if index is not None:
+                    return [Hit(name, score, dict(payload)) for _, score, payload in index.search(idx, vals, limit)]
                 res = self.client.query_points(name, query=sparse, using=SPARSE, limit=limit, with_payload=True)
             elif mode == "dense":
                 res = self.client.query_points(name, query=query_dense, using=DENSE, limit=limit,
                                                with_payload=True)
+            elif index is not None:
+                from qdrant_client.hybrid.fusion import reciprocal_rank_fusion
+
+                dense_res = self.client.query_points(name, query=query_dense, using=DENSE, limit=depth,
+                                                     with_payload=True).points
+                sparse_res = [models.ScoredPoint(id=pid, version=0, score=score, payload=payload)
+                              for pid, score, payload in index.search(idx, vals, depth)]
+                fused = reciprocal_rank_fusion([dense_res, sparse_res], limit=limit)
+                return [Hit(name, float(p.score), dict(p.payload or {})) for p in fused]
             else:  # hybrid: reciprocal rank fusion of both candidate lists, done by Qdrant
-                depth = max(limit * 4, 20)
                 prefetch = [models.Prefetch(query=query_dense, using=DENSE, limit=depth)]
                 if idx:
                     prefetch.append(models.Prefetch(query=sparse, using=SPARSE, limit=depth))
