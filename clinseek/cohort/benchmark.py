@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Iterable
 
@@ -332,7 +333,7 @@ def build_tasks(db: Path, out: Path, *, per_task: int = 50, seed: int = 7, balan
     if unknown:
         raise UserError(f"unknown task(s) {sorted(unknown)}", hint=f"choose from {', '.join(ALL_TASKS)}")
     t = load(Path(db))
-    all_rows, counts, positives = [], {}, {}
+    per_task_rows, counts, positives = [], {}, {}
     for task in tasks:
         if task in RISK_TASKS:
             rows = risk_rows(t, task, seed)
@@ -345,7 +346,9 @@ def build_tasks(db: Path, out: Path, *, per_task: int = 50, seed: int = 7, balan
         rows.sort(key=lambda r: r["qid"])
         counts[task] = len(rows)
         positives[task] = sum(r["label"] == ["yes"] for r in rows) if yes_no else 0
-        all_rows += rows
+        per_task_rows.append(rows)
+    # interleave the tasks, so the first N rows (`apply --limit N`) sample every family
+    all_rows = [r for group in zip_longest(*per_task_rows) for r in group if r is not None]
     seen = set()
     for r in all_rows:
         if r["qid"] in seen:  # pragma: no cover - a bug, not a user error
