@@ -95,6 +95,19 @@ def test_failed_build_leaves_no_partial_demo(tmp_path, monkeypatch):
     assert [p.name for p in (tmp_path / "demo").iterdir() if p.is_dir()] == []
 
 
+def test_rebuilding_into_a_folder_drops_the_old_images(tmp_path):
+    from clinseek.cohort.build import build_cohort
+
+    build_cohort(tmp_path, patients=4, seed=1)
+    old = {p.relative_to(tmp_path) for p in tmp_path.rglob("*.png")}
+    build_cohort(tmp_path, patients=4, seed=2)
+    new = {p.relative_to(tmp_path) for p in tmp_path.rglob("*.png")}
+    con = duckdb.connect(str(tmp_path / "cohort.duckdb"), read_only=True)
+    listed = {Path(p) for (p,) in con.execute("SELECT path FROM cxr_metadata").fetchall()}
+    con.close()
+    assert old and old != new and new == listed  # every PNG on disk is one the new database lists
+
+
 def test_cache_dir_comes_from_clinseek_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("CLINSEEK_CACHE", str(tmp_path))
     assert demo_mod.demo_folder(7, 1) == tmp_path / "demo" / f"v{GENERATOR_VERSION}-p7-s1"

@@ -96,8 +96,11 @@ def build_cohort(out_dir: Path, patients: int = 300, seed: int = 7, *, images: b
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     db = out_dir / DB_NAME
-    if db.exists():
+    if db.exists():  # rebuilding: drop the old database and its images, so no stale file outlives it
         db.unlink()
+        import shutil
+
+        shutil.rmtree(out_dir / "files", ignore_errors=True)
     chunk_patients = max(model.BLOCK, chunk_patients - chunk_patients % model.BLOCK)
     con = duckdb.connect(str(db))
     con.execute(f"SET memory_limit='{memory_limit}'")
