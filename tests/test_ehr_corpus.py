@@ -293,3 +293,15 @@ def test_every_tool_answers_the_same_on_postgres(duck, pg, tool, args):
     ours = getattr(pg, tool)(e, **args)
     assert not leaks(ours)
     assert ours == getattr(duck, tool)(e, **args)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM labevents",                                   # search_path points at no schema
+    "CREATE TABLE ehr_corpus.x (a integer)",                     # read-only transactions
+    "INSERT INTO ehr_corpus.labevents (labevent_id) VALUES (1)",
+    "SET default_transaction_read_only = off; INSERT INTO ehr_corpus.labevents (labevent_id) VALUES (1)",
+])
+def test_postgres_connection_holds_without_the_guard(pg, sql):
+    with pytest.raises(ToolError):
+        pg.backend.run(sql, 10, 2.0)

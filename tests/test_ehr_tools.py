@@ -369,3 +369,19 @@ def test_two_toolsets_on_one_episode_keep_their_own_scope(db, toolset):
         assert "1003" in toolset.ehr_sql(e, "SELECT labevent_id FROM labevents")
     finally:
         strict.close()
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM read_csv('/etc/passwd')",                    # external access is disabled
+    "SELECT * FROM labevents",                                  # unqualified names reach no base table
+    "SELECT * FROM _secret",
+    "CREATE TABLE clinseek_src.main.x (a INTEGER)",             # the file is attached read-only
+    "INSERT INTO clinseek_src.main.labevents (labevent_id) VALUES (1)",
+    "SET enable_external_access = true",                        # the configuration is locked
+    "SET lock_configuration = false",
+    "ATTACH '/tmp/clinseek-other.duckdb' AS other",
+])
+def test_duckdb_connection_holds_without_the_guard(toolset, sql):
+    """Defence in depth: statements sent straight to the connection, past the guard, still fail."""
+    with pytest.raises(ToolError):
+        toolset.backend.run(sql, 10, 2.0)
