@@ -1,0 +1,1 @@
+"""Built-in schema profiles (YAML data). A package so that wheels carry the files."""
