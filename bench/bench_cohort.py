@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/bench_cohort.py [--large 20000] [--chunk 2500] [--skip-images]
 
-Each build runs in its own process and reports its own peak RSS (ru_maxrss; image workers not included). Printed side by side in
-the same run: tables-only vs with-images time at 1k patients, per-patient time at 1k vs the large build
+Each build runs in its own process and reports its own peak RSS (ru_maxrss; image workers not included).
+Printed side by side in the same run: tables-only vs with-images time at 1k patients, per-patient time at 1k vs the large build
 (scaling), and the large build's peak RSS chunked vs in a single chunk (what chunking buys).
 """
 from __future__ import annotations
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 CHILD = """
 import json, resource, sys, time
@@ -66,8 +65,9 @@ def main() -> None:
         print(f"{args.small} patients, with {img['images']} images: wall {img['wall']:.1f} s, cpu {img['cpu']:.1f} s "
               f"-> images cost x{img['cpu'] / small['cpu']:.1f} the CPU of the tables")
     chunked = run(args.large, args.chunk, False, args.memory_limit)
-    print(f"{args.large} patients, chunk {args.chunk}, memory limit {args.memory_limit}: wall {chunked['wall']:.1f} s, cpu {chunked['cpu']:.1f} s, "
-          f"peak RSS {chunked['peak_rss_mb']:.0f} MB, {chunked['rows']:,} rows")
+    print(f"{args.large} patients, chunk {args.chunk}, memory limit {args.memory_limit}: "
+          f"wall {chunked['wall']:.1f} s, cpu {chunked['cpu']:.1f} s, peak RSS {chunked['peak_rss_mb']:.0f} MB, "
+          f"{chunked['rows']:,} rows")
     single = run(args.large, args.large, False)
     print(f"{args.large} patients, one chunk: wall {single['wall']:.1f} s, peak RSS {single['peak_rss_mb']:.0f} MB")
     per_small = small["cpu"] / args.small * 1000

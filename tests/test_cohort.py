@@ -93,7 +93,7 @@ def test_event_tables_are_stored_sorted_by_subject_and_time(cohort, table, time_
 
 
 def test_ids_and_codes_look_like_mimic(cohort):
-    assert cohort.execute("SELECT min(subject_id) >= 10000000 AND max(subject_id) < 20000000 FROM patients").fetchone()[0]
+    assert cohort.execute("SELECT bool_and(subject_id BETWEEN 10000000 AND 19999999) FROM patients").fetchone()[0]
     assert cohort.execute("SELECT bool_and(hadm_id BETWEEN 20000000 AND 29999999) FROM admissions").fetchone()[0]
     assert cohort.execute("SELECT bool_and(stay_id BETWEEN 30000000 AND 39999999) FROM icustays").fetchone()[0]
     # each ICU stay is one of the admission's transfers

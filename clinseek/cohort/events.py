@@ -13,7 +13,7 @@ import pandas as pd
 
 from clinseek.cohort import catalog, model
 from clinseek.cohort.catalog import COND
-from clinseek.cohort.cxr_images import FINDINGS  # the renderer's finding names are the contract (numpy only)
+from clinseek.cohort.cxr_images import FINDINGS  # noqa: F401 - re-exported; the renderer's names are the contract
 
 H = 3600  # seconds per hour
 ROWS_PER_PATIENT = 20_000  # id space per patient for row ids (int32 holds 107k patients)
