@@ -1,6 +1,6 @@
 """The rules host next to the majority-class and random baselines on the demo benchmark (docs/baseline.md).
 
-    .venv/bin/python bench/baseline_table.py [--recipe bench/baseline_demo.yaml] [--run RUN_DIR] [--seeds 20]
+    .venv/bin/python bench/baseline_table.py [--recipe recipes/demo.yaml] [--run RUN_DIR] [--seeds 20]
 
 Runs the recipe through the real engine (`clinseek apply`), or reuses --run, then scores three answer sets on the
 same task rows with clinseek.scoring:
@@ -69,12 +69,12 @@ def run_recipe(recipe: Path, out: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--recipe", default="bench/baseline_demo.yaml")
+    ap.add_argument("--recipe", default="recipes/demo.yaml")
     ap.add_argument("--run", default=None, help="score this run directory instead of running the recipe")
     ap.add_argument("--seeds", type=int, default=20)
     args = ap.parse_args()
     run = Path(args.run) if args.run else run_recipe(Path(args.recipe), Path(tempfile.mkdtemp(prefix="baseline-")))
-    rows = read_jsonl(run / "results.jsonl")
+    rows = sorted(read_jsonl(run / "results.jsonl"), key=lambda r: (str(r["qid"]), r.get("run_index", 0)))
     rules = score_rows(rows)
     maj = majority_answers(rows)
     majority = score_rows([{**r, "answer": maj[r["task"]], "status": "completed"} for r in rows])
