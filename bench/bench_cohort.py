@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--skip-images", action="store_true")
     ap.add_argument("--memory-limit", default="1GB", help="DuckDB memory limit of the large chunked build")
     ap.add_argument("--only-large", action="store_true", help="just the large chunked build (e.g. 100000)")
+    ap.add_argument("--only-small", action="store_true", help="just the 1k builds, tables only and with images")
     args = ap.parse_args()
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     t = time.perf_counter()
@@ -64,6 +65,8 @@ def main() -> None:
         img = run(args.small, 5000, True)
         print(f"{args.small} patients, with {img['images']} images: wall {img['wall']:.1f} s, cpu {img['cpu']:.1f} s "
               f"-> images cost x{img['cpu'] / small['cpu']:.1f} the CPU of the tables")
+    if args.only_small:
+        return
     chunked = run(args.large, args.chunk, False, args.memory_limit)
     print(f"{args.large} patients, chunk {args.chunk}, memory limit {args.memory_limit}: "
           f"wall {chunked['wall']:.1f} s, cpu {chunked['cpu']:.1f} s, peak RSS {chunked['peak_rss_mb']:.0f} MB, "

@@ -54,32 +54,12 @@ def generate_block(seed: int, block: int, first: int, n: int) -> dict[str, pd.Da
     return out
 
 
-def _render_one(args) -> None:
-    from PIL import Image
-
-    from clinseek.cohort.cxr_images import render_cxr
-
-    path, findings, seed, study_id, size = args
-    img = render_cxr(frozenset(findings), np.random.default_rng([seed, study_id]), size=size)
-    Image.fromarray(img).save(path, format="PNG", compress_level=1)
-
-
 def _write_images(root: Path, findings: pd.DataFrame, seed: int, size: int, workers: int) -> int:
-    """Render one PNG per image row; each image has its own random stream, so workers do not change pixels."""
-    jobs = []
-    for r in findings.itertuples(index=False):
-        path = root / r.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        jobs.append((str(path), tuple(sorted(r.aux_findings)), seed, int(r.study_id), size))
-    if workers > 1 and len(jobs) >= 64:
-        import multiprocessing as mp
+    from clinseek.cohort.render import write_images
 
-        with mp.get_context("fork").Pool(workers) as pool:
-            pool.map(_render_one, jobs, chunksize=16)
-    else:
-        for job in jobs:
-            _render_one(job)
-    return len(jobs)
+    jobs = [(str(root / r.path), tuple(sorted(r.aux_findings)), seed, int(r.study_id), size)
+            for r in findings.itertuples(index=False)]
+    return write_images(jobs, workers)
 
 
 def build_cohort(out_dir: Path, patients: int = 300, seed: int = 7, *, images: bool = True,
