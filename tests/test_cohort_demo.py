@@ -155,3 +155,16 @@ def test_cli_demo_and_tasks(tmp_path):
     assert all(Path(p).is_absolute() for r in rows for p in r["image_paths"])
     res = runner.invoke(data, ["tasks", str(tmp_path / "missing.duckdb"), "--out", str(tmp_path / "x.jsonl")])
     assert res.exit_code != 0 and "not found" in str(res.exception)
+
+
+def test_image_workers_do_not_change_pixels(tmp_path):
+    from clinseek.cohort.render import write_images
+
+    def jobs(root):
+        return [(str(root / f"{i}.png"), ("consolidation",) if i % 3 else (), 5, 50_000_000 + i, 256)
+                for i in range(64)]
+
+    assert write_images(jobs(tmp_path / "pool"), workers=2) == 64  # spawned workers, one BLAS thread each
+    assert write_images(jobs(tmp_path / "inproc"), workers=1) == 64
+    for i in range(64):
+        assert (tmp_path / "pool" / f"{i}.png").read_bytes() == (tmp_path / "inproc" / f"{i}.png").read_bytes()
