@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from clinseek.cohort import DB_NAME, GENERATOR_VERSION, dictionaries, events, model, records, schema
@@ -62,7 +61,7 @@ def _write_images(root: Path, findings: pd.DataFrame, seed: int, size: int, work
     return write_images(jobs, workers)
 
 
-def build_cohort(out_dir: Path, patients: int = 300, seed: int = 7, *, images: bool = True,
+def build_cohort(out_dir: Path, patients: int = 200, seed: int = 7, *, images: bool = True,
                  chunk_patients: int = 5000, memory_limit: str = "1GB", workers: int = 0,
                  progress: Callable[[str], None] | None = None) -> BuildReport:
     """Write `out_dir/cohort.duckdb` (and `out_dir/files/...png` unless images=False). Same seed, same rows."""
