@@ -168,3 +168,17 @@ def test_image_workers_do_not_change_pixels(tmp_path):
     assert write_images(jobs(tmp_path / "inproc"), workers=1) == 64
     for i in range(64):
         assert (tmp_path / "pool" / f"{i}.png").read_bytes() == (tmp_path / "inproc" / f"{i}.png").read_bytes()
+
+
+def test_clinseek_data_is_reachable_from_the_top_level_cli(tmp_path, capsys):
+    from clinseek.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["data", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "demo" in out and "tasks" in out and "import-mimic-iv" in out
+    with pytest.raises(SystemExit) as exc:  # a user error: one message, exit code 2, no traceback
+        main(["data", "import-mimic-iv", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.duckdb")])
+    assert exc.value.code == 2
+    assert "MIMIC-IV folder not found" in capsys.readouterr().err
