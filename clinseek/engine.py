@@ -136,6 +136,17 @@ def assemble(loaded: LoadedRecipe, registry: Registry | None = None, context: Ru
     except UserError as exc:
         problems.append(exc.render())
 
+    if recipe.output.export or recipe.output.mode == "trajectories":
+        from clinseek.exporters.options import ExportOptions
+
+        options = validated(ExportOptions, recipe.output.export, ("output", "export"))
+        formats = options.formats if options else recipe.output.export.get("formats") or []
+        for i, fmt in enumerate(formats if isinstance(formats, list) else []):
+            try:
+                registry.get("exporters", fmt, where=where(("output", "export", "formats", i)))
+            except UserError as exc:
+                problems.append(exc.render())
+
     toolbox = None
     try:
         toolbox = ToolBox.build(toolsets)

@@ -11,21 +11,32 @@ def finish_run(assembly: Any, run: Any) -> Iterator[str]:
     scores = score_run(run.path)
     overall = scores.get("overall", {})
     if overall:
-        yield f"score: {_fmt_overall(overall)} (scores.json)"
+        yield f"score: {_fmt_overall(overall)} ({run.path / 'scores.json'})"
     if recipe.output.report:
         from clinseek.report import write_report
 
         yield f"report: {write_report(run.path)}"
     if recipe.output.mode == "trajectories":
         from clinseek.exporters import export_run
-        from clinseek.exporters.options import ExportOptions
 
-        options = ExportOptions.model_validate(recipe.output.export)
-        for fmt in options.formats:
-            paths = export_run(run.path, fmt, run.path / "export" / fmt, options=options)
-            yield f"export {fmt}: {', '.join(str(p) for p in paths)}"
+        options = export_options(assembly)
+        summary = export_run(run.path, options=options)
+        stats = summary["stats"]
+        for fmt, paths in summary["formats"].items():
+            yield f"export {fmt}: {', '.join(paths)}"
+        yield f"export kept {stats.get('kept', 0)} of {stats.get('seen', 0)} trajectories ({summary['out']})"
+
+
+def export_options(assembly: Any):
+    """The recipe's output.export block, with `out` resolved against the recipe's folder."""
+    from clinseek.exporters.options import ExportOptions
+
+    data = dict(assembly.recipe.output.export)
+    if data.get("out"):
+        data["out"] = str(assembly.loaded.resolve_path(data["out"]))
+    return ExportOptions.model_validate(data)
 
 
 def _fmt_overall(overall: dict) -> str:
-    keys = [k for k in ("f1", "exact_match", "accuracy") if k in overall]
-    return ", ".join(f"{k} {overall[k]:.3f}" for k in keys if isinstance(overall[k], (int, float)))
+    keys = [k for k in ("f1", "exact_match", "yes_no_accuracy") if isinstance(overall.get(k), (int, float))]
+    return ", ".join(f"{k} {overall[k]:.3f}" for k in keys)

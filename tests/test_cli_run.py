@@ -227,3 +227,21 @@ def test_a_rejected_request_stops_the_run_with_exit_2(tmp_path, registry, capsys
     assert len(calls) == 1  # the other episodes were not started
     manifest = json.loads(next((tmp_path / "runs").glob("*/manifest.json")).read_text())
     assert manifest["ended"] is not None
+
+
+def test_trajectory_mode_exports_after_the_run(tmp_path, registry, capsys):
+    recipe = write_recipe(tmp_path, output={"dir": str(tmp_path / "runs"), "report": False, "mode": "trajectories",
+                                            "export": {"formats": ["openai", "trl"], "out": "exported"}})
+    code, out, err = run_cli(capsys, "apply", str(recipe), "--quiet")
+    assert code == 0, err
+    assert "export kept 3 of 3 trajectories" in out
+    rows = [json.loads(line) for line in (tmp_path / "exported" / "trl" / "trl.jsonl").read_text().splitlines()]
+    assert len(rows) == 3 and rows[0]["messages"][0]["role"] == "system"
+
+
+def test_bad_export_options_are_validation_errors(tmp_path, registry, capsys):
+    recipe = write_recipe(tmp_path, output={"mode": "trajectories", "export": {"formats": ["tlr"], "min_scor": 1}})
+    code, _, err = run_cli(capsys, "validate", str(recipe))
+    assert code == 2
+    assert "output.export.min_scor: unknown key 'min_scor' (did you mean 'min_score'?)" in err
+    assert "unknown exporter 'tlr' (did you mean 'trl'?)" in err
