@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # numpy is only a type here: importing the toolset must stay cheap
+    import numpy as np
 
 # View positions a frontal classifier can read, best first (MIMIC-CXR ViewPosition values).
 FRONTAL_ORDER = {"PA": 0, "AP": 1, "AP AXIAL": 2, "PA LLD": 3, "AP LLD": 3, "AP RLD": 3, "PA RLD": 3}
