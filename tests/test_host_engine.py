@@ -65,15 +65,14 @@ def test_apply_records_usage_cost_and_hits_the_cache_on_a_rerun(tmp_path, regist
     assert all(r["cached_calls"] == r["host_calls"] == 2 and r["answer"] == ["yes"] for r in again)
 
 
-def test_a_bad_key_ends_episodes_in_error_with_a_fix(tmp_path, registry, capsys, server):
+def test_a_bad_key_stops_the_run_with_a_fix(tmp_path, registry, capsys, server):
     server.default = lambda request: error(401, "invalid key sk-wrong-22")
     host = {"provider": "openai", "base_url": server.base_url, "model": "fake-model", "api_key": "sk-wrong-22"}
-    recipe = write_recipe(tmp_path, host=host, n_tasks=1, output={"dir": str(tmp_path / "runs"), "report": False})
-    code, _, err = run_cli(capsys, "apply", str(recipe), "--quiet")
-    assert code == 1
-    _, results = results_of(tmp_path)
-    assert results[0]["status"] == "error" and "HTTP 401" in results[0]["reason"]
-    assert "api_key" in results[0]["reason"] and "sk-wrong-22" not in results[0]["reason"]
+    recipe = write_recipe(tmp_path, host=host, n_tasks=3, output={"dir": str(tmp_path / "runs"), "report": False})
+    code, _, err = run_cli(capsys, "apply", str(recipe), "--quiet", "--workers", "1")
+    # Every episode would fail alike: the run stops at the first rejection, exit 2 (the fix is in the recipe).
+    assert code == 2
+    assert "HTTP 401" in err and "api_key" in err and "sk-wrong-22" not in err
     assert len(server.requests) == 1
 
 
