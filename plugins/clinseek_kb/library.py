@@ -56,7 +56,9 @@ def load_embedder(config: KbConfig, context: Any = None) -> Any:
 
 
 def _builtin_options(config: KbConfig, name: str) -> dict[str, Any]:
-    options: dict[str, Any] = {"chunk_chars": config.chunk_chars}
+    from clinseek_kb.builtin_sources import source_version
+
+    options: dict[str, Any] = {"chunk_chars": config.chunk_chars, "source": source_version(name)}
     if name == "icd10cm":
         options["icd10cm_chapters"] = sorted(config.icd10cm_chapters, key=lambda c: int(c)) \
             if config.icd10cm_chapters else None
