@@ -41,10 +41,16 @@ class RunContext:
     run_dir: Path | None = None
     warnings: list[str] = field(default_factory=list)
     sink: Callable[[str], None] | None = None
+    info_sink: Callable[[str], None] | None = None
 
     def warn(self, text: str) -> None:
+        """Something the user should look at; kept in the run's events.log."""
         self.warnings.append(text)
         (self.sink or (lambda t: print(f"warning: {t}", file=sys.stderr)))(text)
+
+    def info(self, text: str) -> None:
+        """Progress worth a line (building an index, loading a model); not a problem."""
+        (self.info_sink or (lambda t: print(t, file=sys.stderr)))(text)
 
 
 @dataclass
@@ -296,6 +302,7 @@ def run_assembly(assembly: Assembly, tasks: list[Task], run: RunDir, *, workers:
     started = utcnow()
     assembly.context.run_dir = run.path
     assembly.context.sink = lambda text: (run.event(f"warning: {text}"), print(f"warning: {text}", file=sys.stderr))
+    assembly.context.info_sink = lambda text: (run.event(text), print(text, file=sys.stderr))
     assembly.open()
     try:
         previous = run.manifest() if (run.path / "manifest.json").exists() else {}
