@@ -457,3 +457,14 @@ def test_reference_preambles_are_notes_not_passages():
     chunks = reference_chunks()
     assert all(c.section != c.title for c in chunks)
     assert all("not a clinical" in c.extra["note"] for c in chunks if "scores" in c.source)
+
+
+def test_a_folder_held_by_another_process_is_a_clear_user_error(tmp_path):
+    import subprocess
+    import sys
+
+    with Store(path=tmp_path / "kb"):
+        code = ("from pathlib import Path\nfrom clinseek_kb.store import Store\nfrom clinseek.errors import UserError\n"
+                f"try:\n    Store(path=Path({str(tmp_path / 'kb')!r}))\nexcept UserError as e:\n    print(e.render())\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert "cannot open the knowledge base" in out and "use a Qdrant server (url:)" in out
