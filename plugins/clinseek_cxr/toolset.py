@@ -53,26 +53,15 @@ class Study:
 
 
 def resolve_database(database: str, context=None) -> Path:
-    """`demo:` / `demo:patients=N,seed=S` -> the cached demo cohort's DuckDB file (as the ehr toolset does)."""
-    if not database.startswith("demo:"):
-        base = getattr(context, "recipe_dir", None)
-        p = Path(database).expanduser()
-        return (Path(base) / p) if base is not None and not p.is_absolute() else p
-    opts: dict[str, int] = {}
-    for part in filter(None, database[5:].split(",")):
-        key, _, value = part.partition("=")
-        if key.strip() not in ("patients", "seed") or not value.strip().isdigit():
-            raise UserError(f"bad demo database spec {database!r}", where="tools.cxr.with.database",
-                            hint="write demo: or demo:patients=200,seed=0")
-        opts[key.strip()] = int(value)
-    try:
-        from clinseek.cohort.demo import ensure_demo
-    except ImportError as exc:
-        raise UserError(f"the demo cohort is not available in this installation ({exc})",
-                        where="tools.cxr.with.database") from None
-    cache_dir = getattr(context, "cache_dir", None)
-    demo = ensure_demo(**opts, cache_dir=cache_dir) if cache_dir else ensure_demo(**opts)
-    return Path(demo.db)
+    """`demo:` / `demo:patients=N,seed=S` -> the cached demo cohort's DuckDB file; else relative to the recipe."""
+    from clinseek.cohort.database_spec import resolve_database as resolve_demo
+
+    demo = resolve_demo(database, context, toolset="cxr")
+    if demo is not None:
+        return Path(demo)
+    base = getattr(context, "recipe_dir", None)
+    p = Path(database).expanduser()
+    return (Path(base) / p) if base is not None and not p.is_absolute() else p
 
 
 class CxrToolset(Toolset):

@@ -72,6 +72,23 @@ WATCHDOG = Watchdog()
 
 
 @dataclass
+def fetch_bounded(cur, max_rows: int, count_more: bool) -> tuple[list, int, bool]:
+    """At most max_rows rows, plus how many more there were (counted up to COUNT_CAP; `capped` past that, or when
+    counting is off). Works on any DB-API cursor, so both backends report cut output the same way."""
+    rows = cur.fetchmany(max_rows + 1)
+    if len(rows) <= max_rows:
+        return rows, 0, False
+    rows, more = rows[:max_rows], 1
+    if not count_more:
+        return rows, more, True
+    while more < COUNT_CAP:
+        chunk = cur.fetchmany(min(10_000, COUNT_CAP - more))
+        if not chunk:
+            return rows, more, False
+        more += len(chunk)
+    return rows, more, bool(cur.fetchmany(1))
+
+
 class Result:
     columns: list[str]
     types: list[str]
@@ -146,21 +163,7 @@ class DuckDbBackend:
             cur.execute(sql)
             columns = [d[0] for d in cur.description]
             types = [str(d[1]) for d in cur.description]
-            rows = cur.fetchmany(max_rows + 1)
-            more, capped = 0, False
-            if len(rows) > max_rows:
-                rows = rows[:max_rows]
-                more = 1
-                if count_more:
-                    while more < COUNT_CAP:
-                        chunk = cur.fetchmany(min(10_000, COUNT_CAP - more))
-                        if not chunk:
-                            break
-                        more += len(chunk)
-                    else:
-                        capped = bool(cur.fetchmany(1))
-                else:
-                    capped = True
+            rows, more, capped = fetch_bounded(cur, max_rows, count_more)
             ok = True
             return Result(columns, types, rows, more, capped)
         except duckdb.InterruptException:
@@ -264,21 +267,7 @@ class PostgresBackend:
                     cur.execute(sql)
                     columns = [d.name for d in cur.description]
                     types = [_pg_type(d.type_code) for d in cur.description]
-                    rows = cur.fetchmany(max_rows + 1)
-                    more, capped = 0, False
-                    if len(rows) > max_rows:
-                        rows = rows[:max_rows]
-                        more = 1
-                        if count_more:
-                            while more < COUNT_CAP:
-                                chunk = cur.fetchmany(min(10_000, COUNT_CAP - more))
-                                if not chunk:
-                                    break
-                                more += len(chunk)
-                            else:
-                                capped = bool(cur.fetchmany(1))
-                        else:
-                            capped = True
+                    rows, more, capped = fetch_bounded(cur, max_rows, count_more)
                 except psycopg.errors.QueryCanceled:
                     raise ToolError(f"query stopped after the {timeout_s:g} s time limit; "
                                     "filter with WHERE, aggregate, or add LIMIT") from None

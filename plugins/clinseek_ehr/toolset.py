@@ -472,23 +472,9 @@ class LabelIndex:
 
 def resolve_database(database: str, context=None) -> str:
     """`demo:` / `demo:patients=N,seed=S` -> the cached demo cohort's DuckDB file; anything else unchanged."""
-    if not database.startswith("demo:"):
-        return database
-    opts: dict[str, int] = {}
-    for part in filter(None, database[5:].split(",")):
-        key, _, value = part.partition("=")
-        if key.strip() not in ("patients", "seed") or not value.strip().isdigit():
-            raise UserError(f"bad demo database spec {database!r}", where="tools.ehr.with.database",
-                            hint="write demo: or demo:patients=200,seed=0")
-        opts[key.strip()] = int(value)
-    try:
-        from clinseek.cohort.demo import ensure_demo
-    except ImportError as exc:
-        raise UserError(f"the demo cohort is not available in this installation ({exc})",
-                        where="tools.ehr.with.database") from None
-    cache_dir = getattr(context, "cache_dir", None)
-    demo = ensure_demo(**opts, cache_dir=cache_dir) if cache_dir else ensure_demo(**opts)
-    return str(demo.db)
+    from clinseek.cohort.database_spec import resolve_database as resolve_demo
+
+    return resolve_demo(database, context, toolset="ehr") or database
 
 
 def _is_text(db_type: str) -> bool:
