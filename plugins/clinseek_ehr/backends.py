@@ -71,7 +71,6 @@ class Watchdog:
 WATCHDOG = Watchdog()
 
 
-@dataclass
 def fetch_bounded(cur, max_rows: int, count_more: bool) -> tuple[list, int, bool]:
     """At most max_rows rows, plus how many more there were (counted up to COUNT_CAP; `capped` past that, or when
     counting is off). Works on any DB-API cursor, so both backends report cut output the same way."""
@@ -89,6 +88,7 @@ def fetch_bounded(cur, max_rows: int, count_more: bool) -> tuple[list, int, bool
     return rows, more, bool(cur.fetchmany(1))
 
 
+@dataclass
 class Result:
     columns: list[str]
     types: list[str]
