@@ -44,11 +44,3 @@ class TrainingExporter(Exporter):
                 side_fh.close()
                 written.append(out_dir / "provenance.jsonl")
         return written
-
-
-def function_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Provider-neutral schemas -> the OpenAI / Hugging Face `{"type": "function", "function": {...}}` shape."""
-    return [{"type": "function", "function": {"name": t["name"], "description": t.get("description", ""),
-                                              "parameters": t.get("parameters") or {"type": "object",
-                                                                                     "properties": {}}}}
-            for t in tools or []]

@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from clinseek.exporters.common import TrainingExporter, function_tools
+from clinseek.chat_template import function_tools
+from clinseek.exporters.common import TrainingExporter
 
 
 class OpenAIExporter(TrainingExporter):

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from clinseek.chat_template import function_tools, hf_messages
 from clinseek.hosts.base import GenerateContext, HostResponse, Usage
 from clinseek.hosts.errors import HostError, HostRequestRejected
 from clinseek.hosts.provider import CachingHost, ProviderConfig
@@ -135,7 +136,7 @@ class TransformersHost(CachingHost):
             options["chat_template"] = self._template
         try:
             return self.tokenizer.apply_chat_template(
-                to_hf_messages(messages), tools=[to_hf_tool(t) for t in tools] or None, tokenize=False,
+                hf_messages(messages), tools=function_tools(tools) or None, tokenize=False,
                 add_generation_prompt=True, **options)
         except Exception as exc:  # noqa: BLE001 - template errors are the recipe's to fix
             raise HostError(f"the chat template failed: {exc}", where=self.where(),
@@ -212,28 +213,3 @@ def _stop_ids(tokenizer: Any, model: Any) -> set[int]:
     if tokenizer.pad_token_id is not None:
         ids.add(tokenizer.pad_token_id)
     return ids
-
-
-def to_hf_tool(tool: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "function", "function": {
-        "name": tool["name"], "description": tool.get("description", ""),
-        "parameters": tool.get("parameters") or {"type": "object", "properties": {}}}}
-
-
-def to_hf_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Canonical messages -> the shape Hugging Face chat templates expect (arguments as dicts)."""
-    out = []
-    for m in messages:
-        role = m["role"]
-        if role == "assistant":
-            msg: dict[str, Any] = {"role": "assistant", "content": m.get("content") or ""}
-            if m.get("tool_calls"):
-                msg["tool_calls"] = [{"id": c["id"], "type": "function", "function": {
-                    "name": c["name"], "arguments": c.get("arguments") or {}}} for c in m["tool_calls"]]
-            out.append(msg)
-        elif role == "tool":
-            out.append({"role": "tool", "tool_call_id": m.get("tool_call_id"), "name": m.get("name"),
-                        "content": m.get("content") or ""})
-        else:
-            out.append({"role": role, "content": m.get("content") or ""})
-    return out
