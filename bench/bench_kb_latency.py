@@ -13,7 +13,6 @@ throughput is measured separately on a sample. Ratios are measured in the same r
 from __future__ import annotations
 
 import argparse
-import random
 import shutil
 import statistics
 import tempfile

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest

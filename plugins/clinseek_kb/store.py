@@ -307,10 +307,6 @@ def avgdl_of(chunks: list[Chunk]) -> float:
     return average_length([f"{c.title}\n{c.section}\n{c.text}" for c in chunks[:5000]])
 
 
-def location_of(path: Path | None) -> str:
-    return str(path) if path else "server"
-
-
 def mark_complete(store: Store, name: str, meta: dict[str, Any]) -> None:
     """Record that a build finished, so an interrupted one is redone instead of trusted."""
     meta = {**meta, "complete": True}
