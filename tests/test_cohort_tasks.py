@@ -19,7 +19,8 @@ from clinseek.tasks import Task
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("tasks")
     build_cohort(out, patients=150, seed=3, images=False)
-    rep = build_tasks(out / "cohort.duckdb", out / "tasks.jsonl", per_task=10_000, seed=3, balance=False)
+    rep = build_tasks(out / "cohort.duckdb", out / "tasks.jsonl", per_task=10_000, seed=3, balance=False,
+                      with_input=False)  # inputs: tests/test_cohort_input.py
     rows = [json.loads(line) for line in (out / "tasks.jsonl").read_text().splitlines()]
     con = duckdb.connect(str(out / "cohort.duckdb"), read_only=True)
     yield out, rep, rows, con

@@ -8,6 +8,10 @@ Families and tasks:
 - risk_prediction (yes/no): mortality, los_gt_3, los_gt_7, readmission_30d, icu_transfer_24h
 - decision_making (candidate lists): diagnosis_ccsr, lab_orders_24h
 - multimodal: cxr_finding_presence (yes/no), cxr_findings (which of five), cxr_change (new/resolved/persistent)
+
+Every row also carries `input`, the curated evidence package of `agent.evidence: curated`: the patient's most recent
+events of the 24 hours before the prediction time, at most 100, written by the ehr toolset's curator (same patient,
+cutoff and masking rules as the tools). It is text only: CXR rows get the same events window and no image.
 """
 from __future__ import annotations
 
@@ -36,6 +40,8 @@ NO_FINDING = "no finding"
 CHANGE = ("new", "resolved", "persistent")
 YES_NO = ["yes", "no"]
 CCSR_CANDIDATES = 10
+INPUT_WINDOW_HOURS = 24  # the reference benchmark's curated input: most recent events of the last 24 h, at most 100
+INPUT_MAX_EVENTS = 100
 ICU_HORIZONS = (12, 24, 48, 72)
 
 QUESTIONS = {
@@ -326,9 +332,48 @@ def multimodal_rows(t: dict[str, pd.DataFrame], task: str, seed: int, image_root
     return rows
 
 
+def add_inputs(db: Path, rows: list[dict], *, window_hours: float = INPUT_WINDOW_HOURS,
+               max_events: int = INPUT_MAX_EVENTS, workers: int | None = None) -> None:
+    """Set each row's `input` (in place) to the ehr curator's package for the row's patient and prediction time.
+
+    One read-only EhrToolset serves all rows; rows run on a few threads because DuckDB releases the GIL while a
+    query runs (the toolset is built for concurrent episodes)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clinseek.tasks import Task
+    from clinseek.toolsets import Binding
+    from clinseek_ehr.toolset import EhrConfig, EhrToolset
+
+    if not rows:
+        return
+    toolset = EhrToolset(EhrConfig(database=str(db)), None)
+    toolset.open()
+    try:
+        def one(row: dict) -> str:
+            task = Task.model_validate({k: v for k, v in row.items() if k != "input"})
+            return toolset.curate(Binding.from_task(task), window_hours, max_events)
+
+        # rows about the same patient at the same time share one package
+        firsts = list({(r["subject_id"], r["prediction_time"]): r for r in reversed(rows)}.values())
+        n = workers or min(4, os.cpu_count() or 1)
+        if n <= 1:
+            packages = [one(r) for r in firsts]
+        else:
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                packages = list(pool.map(one, firsts))
+    finally:
+        toolset.close()
+    by_key = {(r["subject_id"], r["prediction_time"]): text for r, text in zip(firsts, packages)}
+    for row in rows:
+        row["input"] = by_key[(row["subject_id"], row["prediction_time"])]
+
+
 def build_tasks(db: Path, out: Path, *, per_task: int = 50, seed: int = 7, balance: bool = True,
-                tasks: Iterable[str] = ALL_TASKS, image_root: Path | None = None) -> TaskBuildReport:
-    """Write ClinSeek-Bench rows (one JSON object per line) for the cohort in `db` to `out`."""
+                tasks: Iterable[str] = ALL_TASKS, image_root: Path | None = None,
+                with_input: bool = True) -> TaskBuildReport:
+    """Write ClinSeek-Bench rows (one JSON object per line) for the cohort in `db` to `out`; with `with_input`,
+    each row carries its curated evidence package (see add_inputs)."""
     unknown = set(tasks) - set(ALL_TASKS)
     if unknown:
         raise UserError(f"unknown task(s) {sorted(unknown)}", hint=f"choose from {', '.join(ALL_TASKS)}")
@@ -354,6 +399,8 @@ def build_tasks(db: Path, out: Path, *, per_task: int = 50, seed: int = 7, balan
         if r["qid"] in seen:  # pragma: no cover - a bug, not a user error
             raise RuntimeError(f"duplicate qid {r['qid']}")
         seen.add(r["qid"])
+    if with_input:
+        add_inputs(Path(db), all_rows)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")

@@ -50,14 +50,18 @@ def demo(out: Path, patients: int | None, seed: int, no_images: bool, with_tasks
 @click.option("--task", "only", multiple=True, help="Only these task names (repeatable).")
 @click.option("--balance/--natural", default=True, show_default=True,
               help="Yes/no tasks: up to half positives (balance) or the cohort's own prevalence (natural).")
-def tasks(db: Path, out: Path, per_task: int, seed: int, only: tuple[str, ...], balance: bool) -> None:
+@click.option("--with-input/--no-input", "with_input", default=True, show_default=True,
+              help="Write each row's `input`: the curated evidence package (the patient's most recent events of the "
+                   "24 h before the prediction time, at most 100) that `agent.evidence: curated` answers from.")
+def tasks(db: Path, out: Path, per_task: int, seed: int, only: tuple[str, ...], balance: bool,
+          with_input: bool) -> None:
     """Build ClinSeek-Bench-style task rows from a cohort database (synthetic or imported MIMIC-IV)."""
     from clinseek.cohort.benchmark import ALL_TASKS, RISK_TASKS, build_tasks
 
     yes_no = set(RISK_TASKS) | {"cxr_finding_presence"}
 
     rep = build_tasks(db, out, per_task=per_task, seed=seed, balance=balance, tasks=only or ALL_TASKS,
-                      image_root=db.parent.resolve())
+                      image_root=db.parent.resolve(), with_input=with_input)
     for name, n in rep.counts.items():
         pos = f", {rep.positives[name]} yes" if name in yes_no else ""
         click.echo(f"{name:22s} {n:5d}{pos}")
