@@ -70,6 +70,8 @@ class KbToolset(Toolset):
                                     hint="build or fill it first: clinseek kb build RECIPE, or clinseek kb "
                                          f"ingest RECIPE --collection {name} FILES...")
                 self.store.check_embedder(name, self.embedder.identity if self.embedder else None, self.mode)
+                if self.mode != "dense":
+                    self.store.local_sparse(name)  # build the local index now, not in the first tool call
         except BaseException:
             self.close()
             raise
