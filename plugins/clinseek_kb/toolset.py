@@ -59,7 +59,8 @@ class KbToolset(Toolset):
         try:
             if cfg.build_missing:
                 builtins = [n for n in cfg.collections if n in BUILTIN_COLLECTIONS]
-                warn = getattr(self.context, "warn", None)
+                # Building is progress, not a problem: use the run's info channel when the context has one.
+                warn = getattr(self.context, "info", None) or getattr(self.context, "warn", None)
                 for name in builtins:
                     if not library.builtin_is_current(self.store, cfg, name, self.embedder):
                         self.built.append(library.build_builtin(self.store, cfg, name, self.embedder,
