@@ -119,6 +119,12 @@ def test_cxr_families_fall_back_to_the_prior_and_say_why():
     assert "no images" in resp.content and "prior" in resp.content
 
 
+def test_no_package_in_the_prompt_falls_back_and_says_so():
+    resp = _generate(_task(), "Free-text summary: the patient is unwell.")
+    assert resp.tool_calls[0].arguments == {"answer": ["no"], "evidence": []}
+    assert "no evidence package in the curator's format" in resp.content and "prior" in resp.content
+
+
 def test_with_data_tools_the_package_is_not_used():
     tools = FINISH + [{"name": "ehr_sql", "parameters": {"properties": {"query": {}}}}]
     resp = _generate(_task(), package(True), tools=tools)

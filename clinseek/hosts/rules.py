@@ -623,6 +623,9 @@ class RulesHost(Host):
                 return HostResponse(content=step.why, tool_calls=[call], latency_s=time.perf_counter() - t0,
                                     finish_reason="tool_calls")
         decision = self.decide(family, task, available, obs)
+        if set(available) <= {"finish"} and not obs:
+            decision.reasoning = ("No data tools and no evidence package in the curator's format (\"Events in the "
+                                  "... h before ...\") in the prompt. " + decision.reasoning)
         return self._finish(decision, available, len(obs), t0)
 
     def _finish_curated(self, family: str, task: Any, available: dict[str, Any], package: str,
