@@ -40,8 +40,9 @@ def validate(recipe, site, overrides):
 def _progress(result, done, total):
     status = result["status"]
     extra = f" ({result['reason']})" if result.get("reason") and status != "completed" else ""
+    turns, calls = result["turns"], result["tool_calls"]
     click.echo(f"[{done}/{total}] {result['qid']}#{result['run_index']} {status}{extra}: "
-               f"{result['turns']} turns, {result['tool_calls']} tool calls", err=True)
+               f"{turns} turn{'s' * (turns != 1)}, {calls} tool call{'s' * (calls != 1)}", err=True)
 
 
 @click.command()
