@@ -98,6 +98,15 @@ def test_input_is_the_ehr_curators_package(built):
         toolset.close()
 
 
+def test_inputs_are_deterministic_across_thread_counts(built):
+    out, rows = built
+    some = [{k: v for k, v in r.items() if k != "input"} for r in rows[:12]]
+    again = [dict(r) for r in some]
+    add_inputs(out / "cohort.duckdb", some, workers=1)
+    add_inputs(out / "cohort.duckdb", again, workers=4)
+    assert [r["input"] for r in some] == [r["input"] for r in again] == [r["input"] for r in rows[:12]]
+
+
 def test_add_inputs_window_and_cap_arguments(built):
     out, rows = built
     busy = next(r for r in rows if "more not shown" in r["input"].splitlines()[0])

@@ -159,8 +159,8 @@ def test_questions_do_not_carry_the_evidence(built):
 def test_sampling_is_deterministic_and_balanced(built, tmp_path):
     out, _, _, _ = built
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
-    rep = build_tasks(out / "cohort.duckdb", a, per_task=12, seed=9)
-    build_tasks(out / "cohort.duckdb", b, per_task=12, seed=9)
+    rep = build_tasks(out / "cohort.duckdb", a, per_task=12, seed=9, with_input=False)
+    build_tasks(out / "cohort.duckdb", b, per_task=12, seed=9, with_input=False)  # input: test_cohort_input.py
     assert a.read_bytes() == b.read_bytes()
     rows = [json.loads(line) for line in a.read_text().splitlines()]
     counts = Counter(r["task"] for r in rows)
