@@ -203,14 +203,18 @@ def select_tasks(assembly: Assembly, limit: int | None = None) -> list[Task]:
 
 
 def curated_evidence(assembly: Assembly, task: Task) -> str:
-    """The evidence package of curated mode: the task's own `input`, else the ehr toolset's curator."""
-    if task.input:
+    """The evidence package of curated mode: the task's own `input`, or the ehr toolset's curator
+    (`agent.curated.source` chooses; `auto` prefers the task's)."""
+    spec = assembly.recipe.agent.curated
+    if spec.source != "curator" and task.input:
         return task.input
+    if spec.source == "task":
+        raise UserError(f"task {task.qid} has no `input` field, and agent.curated.source is 'task'",
+                        hint="use agent.curated.source: auto (the curator fills in) or tasks that carry input")
     ehr = next((ts for ts in assembly.toolsets if hasattr(ts, "curate")), None)
     if ehr is None:
         raise UserError(f"task {task.qid} has no `input` and no toolset can curate evidence",
                         hint="add the ehr toolset to tools, or use tasks that carry an input field")
-    spec = assembly.recipe.agent.curated
     from clinseek.toolsets import Binding
 
     return ehr.curate(Binding.from_task(task), window_hours=spec.window_hours, max_events=spec.max_events)

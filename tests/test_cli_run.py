@@ -245,3 +245,43 @@ def test_bad_export_options_are_validation_errors(tmp_path, registry, capsys):
     assert code == 2
     assert "output.export.min_scor: unknown key 'min_scor' (did you mean 'min_score'?)" in err
     assert "unknown exporter 'tlr' (did you mean 'trl'?)" in err
+
+
+def test_curated_mode_uses_the_task_input_or_the_curator(tmp_path, registry):
+    import asyncio
+
+    import spine_plugin as sp
+    from clinseek.engine import assemble, make_runner, select_tasks
+    from clinseek.recipe import load_recipe
+
+    class Curating(sp.NotesToolset):
+        name = "notes"
+
+        def curate(self, binding, window_hours, max_events):
+            return f"curated {binding.subject_id} {window_hours:g}h {max_events}"
+
+    recipe = write_recipe(tmp_path, agent={"evidence": "curated", "curated": {"window_hours": 6}},
+                          host={"provider": "scripted", "script": "finish_yes"})
+    rows = [json.loads(line) for line in (tmp_path / "tasks.jsonl").read_text().splitlines()]
+    rows[0]["input"] = "the released package"
+    (tmp_path / "tasks.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def prompts(*overrides):
+        assembly = assemble(load_recipe(recipe, overrides=overrides))
+        assembly.toolsets[0].__class__ = Curating
+        out = []
+        for task in select_tasks(assembly):
+            runner = make_runner(assembly, task, 0)
+            assert [s["name"] for s in runner.tool_schemas] == ["finish"]  # no data tools in curated mode
+            out.append(runner.state.messages[1]["content"])
+            asyncio.run(runner.run())
+        return out
+
+    auto = prompts()
+    assert "the released package" in auto[0] and "curated 1001 6h 100" in auto[1]
+    forced = prompts("agent.curated.source=curator")
+    assert "curated 1000 6h 100" in forced[0]
+    from clinseek.errors import UserError
+
+    with pytest.raises(UserError, match="agent.curated.source is 'task'"):
+        prompts("agent.curated.source=task")

@@ -44,6 +44,9 @@ class TasksSpec(_Strict):
 
 
 class CuratedSpec(_Strict):
+    source: Literal["auto", "task", "curator"] = Field(
+        default="auto", description="auto: the task's `input` when it has one, else the curator; task: always the "
+                                    "task's `input`; curator: always the ehr curator with the window and cap below")
     window_hours: float = Field(default=24.0, gt=0)
     max_events: int = Field(default=100, ge=1)
 
