@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 from typing import Any, Callable
 
-from pydantic import BaseModel
 
 from clinseek import Episode, GenerateContext, Host, HostConfig, HostResponse, ToolCall, ToolError, Toolset, \
     ToolsetConfig, Usage, hookimpl, tool

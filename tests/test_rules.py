@@ -1,6 +1,5 @@
 """The rules host: deterministic policies that seek evidence through the real tools and decide from observations."""
 import asyncio
-from datetime import datetime
 
 import pytest
 

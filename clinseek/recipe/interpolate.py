@@ -9,7 +9,6 @@ import os
 import re
 from typing import Any, Callable
 
-from clinseek.errors import UserError
 
 REF = re.compile(r"\$\{(env|site):([A-Za-z0-9_.\-]+)(?::-([^}]*))?\}")
 SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential|auth)", re.I)
