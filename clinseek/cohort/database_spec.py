@@ -24,5 +24,5 @@ def resolve_database(database: str, context: Any = None, *, toolset: str) -> str
     except ImportError as exc:
         raise UserError(f"the demo cohort is not available in this installation ({exc})", where=where) from None
     cache_dir = getattr(context, "cache_dir", None)
-    demo = ensure_demo(**opts, cache_dir=cache_dir) if cache_dir else ensure_demo(**opts)
+    demo = ensure_demo(**opts, cache_dir=cache_dir, log=getattr(context, "info", None))
     return str(Path(demo.db))

@@ -43,8 +43,10 @@ def _paths(root: Path) -> DemoPaths:
 
 
 def ensure_demo(patients: int = DEFAULT_PATIENTS, seed: int = DEFAULT_SEED, cache_dir: Path | None = None,
-                *, images: bool = True, per_task: int = DEFAULT_PER_TASK) -> DemoPaths:
-    """Return the demo cohort for (patients, seed), building it first if the cache lacks it."""
+                *, images: bool = True, per_task: int = DEFAULT_PER_TASK, log=None) -> DemoPaths:
+    """Return the demo cohort for (patients, seed), building it first if the cache lacks it.
+
+    `log(text)` hears about a build (it takes about half a minute), so a first run does not look stuck."""
     from clinseek.cohort.benchmark import build_tasks
 
     root = demo_folder(patients, seed, cache_dir)
@@ -58,6 +60,8 @@ def ensure_demo(patients: int = DEFAULT_PATIENTS, seed: int = DEFAULT_SEED, cach
         if paths.tasks.exists():  # another process finished it while we waited
             return paths
         tmp = Path(tempfile.mkdtemp(prefix=root.name + ".tmp-", dir=root.parent))
+        if log:
+            log(f"building the demo cohort ({patients} patients, seed {seed}) into {root}: first use only")
         try:
             build_cohort(tmp, patients=patients, seed=seed, images=images)
             build_tasks(tmp / DB_NAME, tmp / TASKS_NAME, per_task=per_task, seed=seed)

@@ -32,7 +32,7 @@ class DemoTaskSource(TaskSource):
 
         cache = getattr(self.context, "cache_dir", None)
         return ensure_demo(self._int("patients", DEFAULT_PATIENTS), self._int("seed", DEFAULT_SEED),
-                           Path(cache) if cache else None)
+                           Path(cache) if cache else None, log=getattr(self.context, "info", None))
 
     def iter_tasks(self) -> Iterator[Task]:
         from clinseek.cohort.benchmark import ALL_TASKS
