@@ -43,16 +43,24 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _repair_tail(path: Path) -> None:
-    """Drop a partial last line so the next append starts on a fresh line."""
+    """Drop a partial last line so the next append starts on a fresh line (reads only the file's tail)."""
     if not path.exists() or path.stat().st_size == 0:
         return
     with path.open("rb+") as fh:
-        fh.seek(-1, os.SEEK_END)
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(end - 1)
         if fh.read(1) == b"\n":
             return
-        data = path.read_bytes()
-        cut = data.rfind(b"\n") + 1
-        fh.truncate(cut)
+        pos = end
+        while pos > 0:
+            step = min(1 << 16, pos)
+            pos -= step
+            fh.seek(pos)
+            cut = fh.read(step).rfind(b"\n")
+            if cut >= 0:
+                fh.truncate(pos + cut + 1)
+                return
+        fh.truncate(0)
 
 
 class RunDir:

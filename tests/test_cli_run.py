@@ -285,3 +285,19 @@ def test_curated_mode_uses_the_task_input_or_the_curator(tmp_path, registry):
 
     with pytest.raises(UserError, match="agent.curated.source is 'task'"):
         prompts("agent.curated.source=task")
+
+
+def test_resume_drops_a_torn_last_line(tmp_path):
+    from clinseek.runs import RESULTS, RunDir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text("{}")
+    good = json.dumps({"qid": "a", "run_index": 0, "status": "completed"})
+    (run / RESULTS).write_text(good + "\n" + "x" * 70000 + '{"qid": "b", "run_')  # killed mid-write
+    opened = RunDir.open_existing(run)
+    assert (run / RESULTS).read_text() == good + "\n"
+    assert opened.done_keys() == {("a", 0)}
+    (run / RESULTS).write_text('{"qid": "c", "run_index"')  # nothing complete at all
+    RunDir.open_existing(run)
+    assert (run / RESULTS).read_text() == ""
