@@ -15,6 +15,7 @@ from pydantic import Field
 from clinseek.errors import ToolError, UserError
 from clinseek.toolsets import Episode, Toolset, ToolsetConfig, tool
 
+TOTAL = "__clinseek_total"
 STATE_KEY = "ehr_scope"   # + the toolset's id: two ehr toolsets on one Episode never read each other's scope
 
 
@@ -28,6 +29,8 @@ class EhrConfig(ToolsetConfig):
         "inclusive", description="inclusive: known_at <= prediction time (MEDS); strict: <")
     memory_limit: str = Field("2GB", pattern=r"^\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)$",
                               description="DuckDB memory limit")
+    threads: int = Field(1, ge=1, le=64, description="DuckDB threads per query; 1 suits many small per-patient "
+                                                     "queries from concurrent episodes")
     pg_schema: str = Field("public", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="PostgreSQL schema")
     pool_size: int = Field(4, ge=1, le=64, description="PostgreSQL connections")
 
@@ -59,7 +62,7 @@ class EhrToolset(Toolset):
         self.profile = load_profile(self.config.profile, base_dir)
         database = resolve_database(self.config.database, self.context)
         self.backend = open_backend(database, base_dir, self.config.memory_limit, self.config.pool_size,
-                                    self.config.pg_schema)
+                                    self.config.pg_schema, threads=self.config.threads)
         self.backend.open()
         warn = getattr(self.context, "warn", None)
         self.scope = Scope(self.profile, self.backend.table_columns(), self.backend.base_name,
@@ -340,8 +343,14 @@ class EhrToolset(Toolset):
         # Ties (labs of one specimen share a time) are broken by every column, so both backends agree.
         ties = ", ".join(["1 DESC NULLS LAST"] + [f"{i} NULLS LAST" for i in range(2, len(ts.columns) + 1)])
         order = f" ORDER BY {ts.time_sql} DESC NULLS LAST, {ties}" if ts.time_sql else f" ORDER BY {ties}"
-        # No LIMIT: the row cap stops at n and the note says how many older rows there are.
-        res = self.run_sql(episode, f"SELECT * FROM {name}{order}", max_rows=n, trusted=True)
+        # The total comes from a window count in the same statement, so the note can say how many older rows
+        # there are without fetching them.
+        res = self.run_sql(episode, f"SELECT *, count(*) OVER () AS {TOTAL} FROM {name}{order} LIMIT {n}",
+                           max_rows=n, trusted=True, count_more=False)
+        total = res.rows[0][-1] if res.rows else 0
+        res.columns, res.types = res.columns[:-1], res.types[:-1]
+        res.rows = [r[:-1] for r in res.rows]
+        res.more, res.more_capped = max(0, int(total) - len(res.rows)), False
         return self._render(res, "older rows: raise limit or use ehr_sql")
 
     @tool
