@@ -385,3 +385,112 @@ def test_duckdb_connection_holds_without_the_guard(toolset, sql):
     """Defence in depth: statements sent straight to the connection, past the guard, still fail."""
     with pytest.raises(ToolError):
         toolset.backend.run(sql, 10, 2.0)
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SET enable_external_access = true",
+    "ATTACH '/tmp/clinseek-other.duckdb' AS other",
+    "CREATE TABLE clinseek_src.main.x (a INTEGER)",
+])
+def test_episode_connection_holds_without_the_guard(toolset, ep, sql):
+    """The episode's own snapshot connection is as locked down as the shared one."""
+    toolset.ehr_sql(ep, "SELECT count(*) AS n FROM labevents")
+    session = ep.state[toolset._session_key]
+    with pytest.raises(ToolError):
+        toolset.backend.run(sql, 10, 2.0, session=session)
+
+
+# Per-episode snapshots (DuckDB) ------------------------------------------------------------------------------------
+SNAPSHOT_QUERIES = [
+    "SELECT * FROM labevents ORDER BY labevent_id",
+    "SELECT hadm_id, dischtime, discharge_location, hospital_expire_flag FROM admissions ORDER BY hadm_id",
+    "SELECT l.itemid, d.label, count(*) AS n FROM labevents l JOIN d_labitems d USING (itemid) GROUP BY ALL "
+    "ORDER BY ALL",
+    "SELECT a.hadm_id, count(l.labevent_id) AS n FROM admissions a LEFT JOIN labevents l USING (hadm_id) "
+    "GROUP BY 1 ORDER BY 1",
+]
+
+
+@pytest.mark.parametrize("pid", [PATIENT, OTHER])
+def test_snapshot_shows_exactly_what_direct_scoping_shows(db, pid):
+    direct = EhrToolset(EhrConfig(database=str(db), snapshot=False), None)
+    snap = EhrToolset(EhrConfig(database=str(db), snapshot=True), None)
+    direct.open()
+    snap.open()
+    try:
+        e1, e2 = episode(pid=pid), episode(pid=pid)
+        for sql in SNAPSHOT_QUERIES:
+            assert snap.ehr_sql(e1, sql) == direct.ehr_sql(e2, sql)
+        for tool, kwargs in [("ehr_tables", {}), ("ehr_timeline", {}), ("ehr_search", {"keyword": "past"}),
+                             ("ehr_latest", {"table": "labevents", "limit": 2}),
+                             ("ehr_describe", {"table": "admissions"})]:
+            assert getattr(snap, tool)(e1, **kwargs) == getattr(direct, tool)(e2, **kwargs)
+        assert e1.state.get(snap._session_key) is not None and e2.state.get(direct._session_key) is None
+    finally:
+        snap.close()
+        direct.close()
+
+
+def test_snapshot_tables_belong_to_one_episode(toolset):
+    mine, theirs = episode(pid=PATIENT), episode(pid=OTHER)
+    toolset.bind(mine)
+    toolset.bind(theirs)
+    try:
+        toolset.ehr_sql(mine, "SELECT count(*) AS n FROM labevents")
+        toolset.ehr_sql(theirs, "SELECT count(*) AS n FROM admissions")
+        own = mine.state[toolset._session_key]
+        other = theirs.state[toolset._session_key]
+        peek = 'SELECT DISTINCT subject_id FROM temp.main."__episode_labevents"'
+        assert toolset.backend.run(peek, 10, 2.0, session=own).rows == [(PATIENT,)]
+        for session in (other, None):   # another episode's connection, and the shared one, cannot see it
+            with pytest.raises(ToolError, match="does not exist"):
+                toolset.backend.run(peek, 10, 2.0, session=session)
+        cursor = own.cursor
+        toolset.unbind(mine)
+        assert toolset._session_key not in mine.state
+        with pytest.raises(Exception):   # unbinding closed the connection and its temporary tables
+            cursor.execute(peek)
+    finally:
+        toolset.unbind(mine)
+        toolset.unbind(theirs)
+
+
+def test_a_timed_out_query_resets_the_episode_snapshot(db):
+    ts = EhrToolset(EhrConfig(database=str(db), sql_timeout_s=0.3), None)
+    ts.open()
+    try:
+        e = episode()
+        before = ts.ehr_sql(e, "SELECT labevent_id FROM labevents ORDER BY 1")
+        first = e.state[ts._session_key].cursor
+        with pytest.raises(ToolError, match="time limit"):
+            ts.ehr_sql(e, "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
+                          "SELECT count(*) FROM r, labevents")
+        session = e.state[ts._session_key]
+        assert session.cursor is not first and session.tables == {}
+        assert ts.ehr_sql(e, "SELECT labevent_id FROM labevents ORDER BY 1") == before
+    finally:
+        ts.close()
+
+
+def test_parallel_calls_of_one_turn_share_the_episode_connection_safely(toolset):
+    e = episode()
+    toolset.bind(e)
+    want = toolset.ehr_sql(e, "SELECT labevent_id, valuenum FROM labevents ORDER BY 1")
+    outs, errors = [], []
+
+    def call():
+        try:
+            for _ in range(10):
+                outs.append(toolset.ehr_sql(e, "SELECT labevent_id, valuenum FROM labevents ORDER BY 1"))
+                toolset.ehr_latest(e, "admissions", 1)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    toolset.unbind(e)
+    assert not errors and len(outs) == 40 and set(outs) == {want}

@@ -158,10 +158,14 @@ class DuckDbBackend:
                          catalog=exp.to_identifier(SRC),
                          alias=exp.TableAlias(this=exp.to_identifier(alias)) if alias else None)
 
-    def run(self, sql: str, max_rows: int, timeout_s: float, count_more: bool = True) -> Result:
+    def session(self) -> "DuckDbSession":
+        return DuckDbSession(self)
+
+    def run(self, sql: str, max_rows: int, timeout_s: float, count_more: bool = True,
+            session: "DuckDbSession | None" = None) -> Result:
         import duckdb
 
-        cur = self._cursor()
+        cur = session.cursor if session is not None else self._cursor()
         timed_out = threading.Event()
         token = WATCHDOG.start(timeout_s, lambda: (timed_out.set(), cur.interrupt()))
         ok = False
@@ -181,7 +185,11 @@ class DuckDbBackend:
             raise ToolError(f"query failed: {clean_error(str(exc))}") from None
         finally:
             WATCHDOG.cancel(token)
-            self._release(cur, reuse=ok and not timed_out.is_set())
+            if session is not None:
+                if timed_out.is_set():
+                    session.reset()   # an interrupted connection is not trusted again
+            else:
+                self._release(cur, reuse=ok and not timed_out.is_set())
 
     # Cursors are reused: creating one per call costs more than a small query.
     def _cursor(self):
@@ -195,6 +203,38 @@ class DuckDbBackend:
             self._cursors.put(cur)
         else:
             cur.close()
+
+
+class DuckDbSession:
+    """One episode's own DuckDB connection. Each patient table the episode reads is copied once, already scoped
+    (patient, cutoff, masks), into a TEMP table of this connection: later queries read those few rows instead of
+    filtering the file again, and no other connection (episode) can see them. Closing the connection drops them.
+    """
+
+    def __init__(self, backend: DuckDbBackend):
+        self.backend = backend
+        self.lock = threading.Lock()          # tool calls of one turn run in threads; one connection, one query
+        self.cursor = backend.con.cursor()
+        self.tables: dict[str, str] = {}      # table -> SQL reading its snapshot
+
+    def scoped(self, table: str, scoped_sql: str, timeout_s: float) -> str:
+        """SQL reading `table`'s snapshot, made from `scoped_sql` on first use (call with `lock` held)."""
+        if table not in self.tables:
+            name = exp.to_identifier(f"__episode_{table}").sql(dialect="duckdb")
+            self.backend.run(f"CREATE TEMP TABLE {name} AS {scoped_sql}", 0, timeout_s, False, self)
+            self.tables[table] = f"SELECT * FROM temp.main.{name}"
+        return self.tables[table]
+
+    def reset(self) -> None:
+        self.tables = {}
+        try:
+            self.cursor.close()
+        finally:
+            self.cursor = self.backend.con.cursor()
+
+    def close(self) -> None:
+        self.tables = {}
+        self.cursor.close()
 
 
 class PostgresBackend:
@@ -260,7 +300,10 @@ class PostgresBackend:
         return exp.Table(this=exp.to_identifier(table), db=exp.to_identifier(self.schema),
                          alias=exp.TableAlias(this=exp.to_identifier(alias)) if alias else None)
 
-    def run(self, sql: str, max_rows: int, timeout_s: float, count_more: bool = True) -> Result:
+    def session(self) -> None:
+        return None   # every query is scoped on the server; no per-episode snapshot
+
+    def run(self, sql: str, max_rows: int, timeout_s: float, count_more: bool = True, session=None) -> Result:
         import psycopg
 
         con = self.pool.get()

@@ -31,6 +31,8 @@ class EhrConfig(ToolsetConfig):
                               description="DuckDB memory limit")
     threads: int = Field(1, ge=1, le=64, description="DuckDB threads per query; 1 suits many small per-patient "
                                                      "queries from concurrent episodes")
+    snapshot: bool = Field(True, description="DuckDB: copy each table an episode reads once, already scoped, into "
+                                             "that episode's own temporary table (faster repeated queries)")
     pg_schema: str = Field("public", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="PostgreSQL schema")
     pool_size: int = Field(4, ge=1, le=64, description="PostgreSQL connections")
 
@@ -50,7 +52,9 @@ class EhrToolset(Toolset):
         self._dict_counts: dict[str, int] = {}
         self._dict_index: dict | None = None
         self._state_key = f"{STATE_KEY}@{id(self):x}"
+        self._session_key = f"{self._state_key}:session"
         self._index_lock = threading.Lock()
+        self._session_lock = threading.Lock()
 
     # Lifecycle ---------------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -117,6 +121,10 @@ class EhrToolset(Toolset):
 
     def unbind(self, episode: Episode) -> None:
         episode.state.pop(self._state_key, None)
+        session = episode.state.pop(self._session_key, None)
+        if session is not None:
+            with session.lock:
+                session.close()
 
     def manifest(self) -> dict:
         return {"profile": self.profile.name if self.profile else None,
@@ -159,8 +167,29 @@ class EhrToolset(Toolset):
             prepared = prepare_trusted(sql, frozenset(es.tables), dialect)
         else:
             prepared = prepare_query(sql, frozenset(es.tables), dialect)
-        final = compose(prepared, es.tables, dialect)
-        return self.backend.run(final, max_rows or self.config.max_rows, self.config.sql_timeout_s, count_more)
+        max_rows, timeout = max_rows or self.config.max_rows, self.config.sql_timeout_s
+        session = self._session(episode)
+        if session is None:
+            return self.backend.run(compose(prepared, es.tables, dialect), max_rows, timeout, count_more)
+        with session.lock:
+            scoped = {t: es.tables[t] if self.scope.tables[t].spec.is_dictionary
+                      else session.scoped(t, es.tables[t], timeout) for t in prepared.tables}
+            return self.backend.run(compose(prepared, scoped, dialect), max_rows, timeout, count_more, session)
+
+    def _session(self, episode: Episode):
+        """The episode's snapshot session (DuckDB, `snapshot: true`), made on first use; None otherwise."""
+        if not self.config.snapshot:
+            return None
+        session = episode.state.get(self._session_key)
+        if session is None:
+            with self._session_lock:
+                session = episode.state.get(self._session_key)
+                if session is None:
+                    session = self.backend.session()
+                    if session is None:
+                        return None
+                    episode.state[self._session_key] = session
+        return session
 
     def _table_arg(self, table: str, allow_dictionary: bool = True) -> str:
         name = (table or "").strip().strip('"').lower()
