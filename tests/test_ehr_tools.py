@@ -259,6 +259,22 @@ def test_ehr_search_is_literal_and_case_insensitive(toolset, ep):
         toolset.ehr_search(ep, "x")
 
 
+def test_search_keywords_and_days_are_quoted_values_not_sql(toolset, ep):
+    from clinseek_ehr.guard import prepare_trusted
+
+    assert "(no rows)" in toolset.ehr_search(ep, "x' OR 1=1 --")           # quoted, not spliced into the SQL
+    assert "(no rows)" in toolset.ehr_search(ep, "__clinseek_keyword__")   # the placeholder itself is just text
+    toolset.ehr_search(ep, "pneumonia")
+    before = prepare_trusted.cache_info()
+    toolset.ehr_search(ep, "vancomycin")   # a new keyword is not a new SQL text: nothing parsed again
+    toolset.ehr_timeline(ep, start="2179-01-01")
+    toolset.ehr_timeline(ep, start="2179-01-02")
+    after = prepare_trusted.cache_info()
+    assert after.misses - before.misses <= 1 and after.hits > before.hits
+    with pytest.raises(ValueError, match="trusted"):
+        toolset.run_sql(ep, "SELECT 1 AS x", literals={"a": "b"})
+
+
 def test_ehr_timeline_counts_per_day_up_to_cutoff(toolset, ep):
     out = toolset.ehr_timeline(ep)
     lines = out.splitlines()

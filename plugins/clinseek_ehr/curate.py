@@ -11,6 +11,8 @@ SKIP_SUFFIXES = ("_id",)
 KEEP_IDS = ("itemid",)
 MAX_VALUE_CHARS = 300
 
+WINDOW_START = "__clinseek_window_start__"   # a per-binding literal, filled in by run_sql
+
 
 def curated_events(toolset_or_connection, binding: Binding, window_hours: float = 24,
                    max_events: int = 100) -> str:
@@ -50,9 +52,9 @@ def _curate(toolset, binding: Binding, window_hours: float, max_events: int) -> 
             if not ts.time_sql:
                 continue
             tm = f"CAST({ts.time_sql} AS TIMESTAMP)"
-            sql = (f"SELECT {tm} AS __t, * FROM {name} WHERE {tm} >= CAST('{start.isoformat(sep=' ')}' AS TIMESTAMP) "
-                   f"ORDER BY __t DESC")
-            res = toolset.run_sql(episode, sql, max_rows=max_events, trusted=True, count_more=False)
+            sql = f"SELECT {tm} AS __t, * FROM {name} WHERE {tm} >= CAST('{WINDOW_START}' AS TIMESTAMP) ORDER BY __t DESC"
+            res = toolset.run_sql(episode, sql, max_rows=max_events, trusted=True, count_more=False,
+                                  literals={WINDOW_START: start.isoformat(sep=" ")})
             for row in res.rows:
                 events.append((row[0], name, dict(zip(res.columns[1:], row[1:]))))
         events.sort(key=lambda e: (e[0], e[1]), reverse=True)

@@ -16,6 +16,8 @@ from clinseek.errors import ToolError, UserError
 from clinseek.toolsets import Episode, Toolset, ToolsetConfig, tool
 
 TOTAL = "__clinseek_total"
+# Placeholders for the string literals of the tools' own SQL that change per call (see run_sql's `literals`).
+KEYWORD, DAY_FROM, DAY_UNTIL = "__clinseek_keyword__", "__clinseek_day_from__", "__clinseek_day_until__"
 STATE_KEY = "ehr_scope"   # + the toolset's id: two ehr toolsets on one Episode never read each other's scope
 
 
@@ -154,10 +156,13 @@ class EhrToolset(Toolset):
         return episode.state[self._state_key]
 
     def run_sql(self, episode: Episode, sql: str, max_rows: int | None = None, trusted: bool = False,
-                count_more: bool = True):
+                count_more: bool = True, literals: dict[str, str] | None = None):
         """Check (unless trusted), scope and run one query for this episode; returns a backends.Result.
 
         `trusted` is for the tools' own SQL: parsed without the guard's checks but scoped exactly the same way.
+        `literals` (trusted SQL only): placeholder -> value for string literals that change from call to call (a
+        search keyword, a day). The SQL names the placeholder as a string literal; it is parsed and transpiled
+        once, and each call substitutes the value as a quoted literal of the backend's dialect.
         """
         from clinseek_ehr.guard import compose, prepare_query, prepare_trusted
 
@@ -170,11 +175,13 @@ class EhrToolset(Toolset):
         max_rows, timeout = max_rows or self.config.max_rows, self.config.sql_timeout_s
         session = self._session(episode)
         if session is None:
-            return self.backend.run(compose(prepared, es.tables, dialect), max_rows, timeout, count_more)
+            final = _fill(compose(prepared, es.tables, dialect), literals, dialect, trusted)
+            return self.backend.run(final, max_rows, timeout, count_more)
         with session.lock:
             scoped = {t: es.tables[t] if self.scope.tables[t].spec.is_dictionary
                       else session.scoped(t, es.tables[t], timeout) for t in prepared.tables}
-            return self.backend.run(compose(prepared, scoped, dialect), max_rows, timeout, count_more, session)
+            final = _fill(compose(prepared, scoped, dialect), literals, dialect, trusted)
+            return self.backend.run(final, max_rows, timeout, count_more, session)
 
     def _session(self, episode: Episode):
         """The episode's snapshot session (DuckDB, `snapshot: true`), made on first use; None otherwise."""
@@ -286,7 +293,7 @@ class EhrToolset(Toolset):
         if len(kw) < 2:
             raise ToolError("keyword must have at least 2 characters")
         tables = [self._table_arg(table)] if table else list(self.scope.tables)
-        lit = exp.Literal.string(kw.lower()).sql(dialect="duckdb")
+        lit = exp.Literal.string(KEYWORD).sql(dialect="duckdb")
         parts = []
         for t in tables:
             ts = self.scope.tables[t]
@@ -306,7 +313,7 @@ class EhrToolset(Toolset):
         more = 0
         if parts:
             sql = " UNION ALL ".join(parts) + " ORDER BY time DESC NULLS LAST, tbl, col, val"
-            res = self.run_sql(episode, sql, trusted=True)
+            res = self.run_sql(episode, sql, trusted=True, literals={KEYWORD: kw.lower()})
             rows = [(t, tm, "", c, _snippet(v, kw)) for t, tm, c, v in res.rows]
             more = res.more
         limit = self.config.max_rows - len(rows)
@@ -339,13 +346,15 @@ class EhrToolset(Toolset):
             tm = f"CAST({ts.time_sql} AS TIMESTAMP)"
             cond = [f"{tm} IS NOT NULL"]
             if lo:
-                cond.append(f"{tm} >= CAST('{lo:%Y-%m-%d}' AS TIMESTAMP)")
+                cond.append(f"{tm} >= CAST('{DAY_FROM}' AS TIMESTAMP)")
             if hi:
-                cond.append(f"{tm} < CAST('{hi + timedelta(days=1):%Y-%m-%d}' AS TIMESTAMP)")
+                cond.append(f"{tm} < CAST('{DAY_UNTIL}' AS TIMESTAMP)")
             parts.append(f"SELECT CAST({tm} AS DATE) AS day, '{t}' AS tbl, count(*) AS n FROM {t} "
                          f"WHERE {' AND '.join(cond)} GROUP BY 1")
         sql = "SELECT day, tbl, n FROM (" + " UNION ALL ".join(parts) + ") AS x ORDER BY day DESC, tbl"
-        res = self.run_sql(episode, sql, max_rows=100_000, trusted=True, count_more=False)
+        days = {DAY_FROM: f"{lo:%Y-%m-%d}" if lo else "",
+                DAY_UNTIL: f"{hi + timedelta(days=1):%Y-%m-%d}" if hi else ""}
+        res = self.run_sql(episode, sql, max_rows=100_000, trusted=True, count_more=False, literals=days)
         days: dict = {}
         for day, t, n in res.rows:
             days.setdefault(day, []).append(f"{t} {n}")
@@ -527,6 +536,22 @@ def _snippet(value, kw: str, width: int = 80) -> str:
         return text[: 2 * width]
     lo, hi = max(0, i - width), min(len(text), i + len(kw) + width)
     return ("…" if lo else "") + text[lo:hi] + ("…" if hi < len(text) else "")
+
+
+def _fill(sql: str, literals: dict[str, str] | None, dialect: str, trusted: bool) -> str:
+    if not literals:
+        return sql
+    if not trusted:
+        raise ValueError("literals are for the tools' own (trusted) SQL")
+    for placeholder, value in literals.items():
+        sql = sql.replace(_literal(placeholder, dialect), _literal(value, dialect))
+    return sql
+
+
+def _literal(value: str, dialect: str) -> str:
+    from sqlglot import exp
+
+    return exp.Literal.string(value).sql(dialect=dialect)
 
 
 def _day(text: str | None, what: str):
