@@ -457,7 +457,7 @@ def test_snapshot_tables_belong_to_one_episode(toolset):
         toolset.ehr_sql(theirs, "SELECT count(*) AS n FROM admissions")
         own = mine.state[toolset._session_key]
         other = theirs.state[toolset._session_key]
-        peek = 'SELECT DISTINCT subject_id FROM temp.main."__episode_labevents"'
+        peek = "SELECT DISTINCT subject_id FROM temp.main.labevents"
         assert toolset.backend.run(peek, 10, 2.0, session=own).rows == [(PATIENT,)]
         for session in (other, None):   # another episode's connection, and the shared one, cannot see it
             with pytest.raises(ToolError, match="does not exist"):
@@ -483,7 +483,7 @@ def test_a_timed_out_query_resets_the_episode_snapshot(db):
             ts.ehr_sql(e, "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
                           "SELECT count(*) FROM r, labevents")
         session = e.state[ts._session_key]
-        assert session.cursor is not first and session.tables == {}
+        assert session.cursor is not first and session.tables == set()
         assert ts.ehr_sql(e, "SELECT labevent_id FROM labevents ORDER BY 1") == before
     finally:
         ts.close()

@@ -207,33 +207,33 @@ class DuckDbBackend:
 
 class DuckDbSession:
     """One episode's own DuckDB connection. Each patient table the episode reads is copied once, already scoped
-    (patient, cutoff, masks), into a TEMP table of this connection: later queries read those few rows instead of
-    filtering the file again, and no other connection (episode) can see them. Closing the connection drops them.
+    (patient, cutoff, masks), into a TEMP table of this connection named like the table, so the episode's queries
+    read it by its bare name: a few hundred rows instead of filtering the file again, and no CTE to bind. Temporary
+    tables belong to their connection: no other connection (episode) can see them, and closing it drops them.
     """
 
     def __init__(self, backend: DuckDbBackend):
         self.backend = backend
         self.lock = threading.Lock()          # tool calls of one turn run in threads; one connection, one query
         self.cursor = backend.con.cursor()
-        self.tables: dict[str, str] = {}      # table -> SQL reading its snapshot
+        self.tables: set[str] = set()         # tables copied so far
 
-    def scoped(self, table: str, scoped_sql: str, timeout_s: float) -> str:
-        """SQL reading `table`'s snapshot, made from `scoped_sql` on first use (call with `lock` held)."""
+    def ensure(self, table: str, scoped_sql: str, timeout_s: float) -> None:
+        """Copy `table` (its scoped subquery) on first use; call with `lock` held."""
         if table not in self.tables:
-            name = exp.to_identifier(f"__episode_{table}").sql(dialect="duckdb")
+            name = exp.to_identifier(table).sql(dialect="duckdb")
             self.backend.run(f"CREATE TEMP TABLE {name} AS {scoped_sql}", 0, timeout_s, False, self)
-            self.tables[table] = f"SELECT * FROM temp.main.{name}"
-        return self.tables[table]
+            self.tables.add(table)
 
     def reset(self) -> None:
-        self.tables = {}
+        self.tables = set()
         try:
             self.cursor.close()
         finally:
             self.cursor = self.backend.con.cursor()
 
     def close(self) -> None:
-        self.tables = {}
+        self.tables = set()
         self.cursor.close()
 
 

@@ -188,10 +188,12 @@ def prepare_query(sql: str, allowed: frozenset, dialect: str) -> Prepared:
 
 
 def compose(prepared: "Prepared | CheckedQuery", scoped: dict[str, str], dialect: str) -> str:
-    """The final SQL: scoped CTEs for the tables read, then the model's query, in `dialect`."""
+    """The final SQL: scoped CTEs for the tables read, then the model's query, in `dialect`. A table missing from
+    `scoped` is left to resolve by its bare name (an episode's snapshot copy; on the shared connection a bare name
+    resolves to nothing)."""
     if isinstance(prepared, CheckedQuery):
         prepared = prepare(prepared, dialect)
-    parts = [f"{_quote(t, dialect)} AS ({scoped[t]})" for t in prepared.tables]
+    parts = [f"{_quote(t, dialect)} AS ({scoped[t]})" for t in prepared.tables if t in scoped]
     parts += prepared.own_ctes
     head = ("WITH RECURSIVE " if prepared.recursive else "WITH ") + ", ".join(parts) + " " if parts else ""
     return head + prepared.body

@@ -178,9 +178,14 @@ class EhrToolset(Toolset):
             final = _fill(compose(prepared, es.tables, dialect), literals, dialect, trusted)
             return self.backend.run(final, max_rows, timeout, count_more)
         with session.lock:
-            scoped = {t: es.tables[t] if self.scope.tables[t].spec.is_dictionary
-                      else session.scoped(t, es.tables[t], timeout) for t in prepared.tables}
-            final = _fill(compose(prepared, scoped, dialect), literals, dialect, trusted)
+            # Patient tables are read by their bare names from the episode's copies; dictionaries through CTEs.
+            dictionaries = {}
+            for t in prepared.tables:
+                if self.scope.tables[t].spec.is_dictionary:
+                    dictionaries[t] = es.tables[t]
+                else:
+                    session.ensure(t, es.tables[t], timeout)
+            final = _fill(compose(prepared, dictionaries, dialect), literals, dialect, trusted)
             return self.backend.run(final, max_rows, timeout, count_more, session)
 
     def _session(self, episode: Episode):
