@@ -259,6 +259,12 @@ def test_ehr_search_is_literal_and_case_insensitive(toolset, ep):
         toolset.ehr_search(ep, "x")
 
 
+def test_ehr_search_reports_every_matching_column_of_a_row(toolset, ep):
+    out = toolset.ehr_search(ep, "in", table="prescriptions").splitlines()
+    assert out[1:3] == ["prescriptions|2180-05-05 14:00||drug|Vancomycin PAST",
+                        "prescriptions|2180-05-05 14:00||drug_type|MAIN"]
+
+
 def test_search_keywords_and_days_are_quoted_values_not_sql(toolset, ep):
     from clinseek_ehr.guard import prepare_trusted
 
