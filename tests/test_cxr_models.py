@@ -133,3 +133,18 @@ def test_cxr_classify_bad_file_is_reported_and_exit_2(tmp_path):
     r = _run(cxr, ["classify", "--model", "phantom", str(bad)])
     assert r.exit_code == 2
     assert "unsupported image format" in r.output
+
+
+def test_builtin_models_ship_inside_the_package():
+    """A wheel (not only an editable install) must carry the phantom: its folder is package data of clinseek_cxr."""
+    import fnmatch
+    import tomllib
+
+    import clinseek_cxr
+
+    root = Path(clinseek_cxr.__file__).resolve().parent
+    assert models_dir().parent == root and (models_dir() / "phantom_cxr.onnx").is_file()
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["*"]
+    for f in models_dir().iterdir():
+        assert any(fnmatch.fnmatch(f.name, p) for p in patterns), f"{f.name} is not package data"

@@ -90,7 +90,7 @@ def test_train_phantom_is_deterministic_for_a_seed(tmp_path):
 
 @pytest.mark.slow
 def test_train_phantom_reproduces_the_committed_artifact(tmp_path):
-    """`clinseek models train-phantom --out DIR --seed 0` rebuilds models/phantom_cxr.onnx byte for byte."""
+    """`clinseek models train-phantom --out DIR --seed 0` rebuilds the shipped phantom_cxr.onnx byte for byte."""
     r = _run(models, ["train-phantom", "--out", str(tmp_path), "--seed", "0"])
     assert r.exit_code == 0, r.output
     assert sha256_file(tmp_path / "phantom_cxr.onnx") == load_card(PHANTOM).sha256

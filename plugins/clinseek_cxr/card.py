@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from clinseek.errors import UserError
 
 CARD_SCHEMA = "clinseek.cxr.card/v1"
-# Built-in model names a recipe may use instead of a card path -> card file in the repository's models/ folder.
+# Built-in model names a recipe may use instead of a card path -> card file in the package's models/ folder.
 BUILTIN_MODELS = {"phantom": "phantom_cxr.yaml"}
 
 
@@ -148,8 +148,8 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def models_dir() -> Path:
-    """The repository's models/ folder, where built-in model artifacts are committed."""
-    return Path(__file__).resolve().parents[2] / "models"
+    """The built-in model artifacts, shipped inside the package (so a wheel install has them too)."""
+    return Path(__file__).resolve().parent / "models"
 
 
 def resolve_card_path(model: str, base_dir: Path | None = None) -> Path:
