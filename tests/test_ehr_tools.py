@@ -516,3 +516,29 @@ def test_parallel_calls_of_one_turn_share_the_episode_connection_safely(toolset)
         t.join()
     toolset.unbind(e)
     assert not errors and len(outs) == 40 and set(outs) == {want}
+
+
+def test_a_table_that_cannot_be_copied_is_read_through_its_scoped_subquery(db, monkeypatch):
+    ts = EhrToolset(EhrConfig(database=str(db)), None)
+    direct = EhrToolset(EhrConfig(database=str(db), snapshot=False), None)
+    ts.open()
+    direct.open()
+    try:
+        real_run = ts.backend.run
+
+        def run(sql, *args, **kwargs):   # the copy of labevents fails as an out-of-memory copy would
+            if sql.startswith("CREATE TEMP TABLE labevents"):
+                raise ToolError("query failed: Out of Memory Error: could not allocate block")
+            return real_run(sql, *args, **kwargs)
+
+        monkeypatch.setattr(ts.backend, "run", run)
+        e, e2 = episode(), episode()
+        sql = "SELECT a.hadm_id, count(l.labevent_id) AS n FROM admissions a LEFT JOIN labevents l USING (hadm_id) " \
+              "GROUP BY 1 ORDER BY 1"
+        assert ts.ehr_sql(e, sql) == direct.ehr_sql(e2, sql)
+        session = e.state[ts._session_key]
+        assert session.uncopied == {"labevents"} and session.tables == {"admissions"}
+        assert ts.ehr_latest(e, "labevents", 2) == direct.ehr_latest(e2, "labevents", 2)
+    finally:
+        ts.close()
+        direct.close()

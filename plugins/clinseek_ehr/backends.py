@@ -20,6 +20,10 @@ from sqlglot import exp
 from clinseek.errors import ToolError, UserError
 
 SRC = "clinseek_src"
+
+
+class QueryTimeout(ToolError):
+    """A statement stopped at the time limit."""
 COUNT_CAP = 100_000   # rows counted beyond max_rows before saying "more than N"
 
 
@@ -178,7 +182,7 @@ class DuckDbBackend:
             return Result(columns, types, rows, more, capped)
         except duckdb.InterruptException:
             if timed_out.is_set():
-                raise ToolError(f"query stopped after the {timeout_s:g} s time limit; "
+                raise QueryTimeout(f"query stopped after the {timeout_s:g} s time limit; "
                                 "filter with WHERE, aggregate, or add LIMIT") from None
             raise
         except duckdb.Error as exc:
@@ -217,16 +221,27 @@ class DuckDbSession:
         self.lock = threading.Lock()          # tool calls of one turn run in threads; one connection, one query
         self.cursor = backend.con.cursor()
         self.tables: set[str] = set()         # tables copied so far
+        self.uncopied: set[str] = set()       # tables whose copy failed: read through their scoped subquery
 
-    def ensure(self, table: str, scoped_sql: str, timeout_s: float) -> None:
-        """Copy `table` (its scoped subquery) on first use; call with `lock` held."""
+    def ensure(self, table: str, scoped_sql: str, timeout_s: float) -> bool:
+        """Copy `table` (its scoped subquery) on first use; call with `lock` held. False when the copy failed (say,
+        out of memory for a huge record): the caller then reads the table through its scoped subquery."""
+        if table in self.uncopied:
+            return False
         if table not in self.tables:
             name = exp.to_identifier(table).sql(dialect="duckdb")
-            self.backend.run(f"CREATE TEMP TABLE {name} AS {scoped_sql}", 0, timeout_s, False, self)
+            try:
+                self.backend.run(f"CREATE TEMP TABLE {name} AS {scoped_sql}", 0, timeout_s, False, self)
+            except QueryTimeout:
+                raise
+            except ToolError:
+                self.uncopied.add(table)
+                return False
             self.tables.add(table)
+        return True
 
     def reset(self) -> None:
-        self.tables = set()
+        self.tables, self.uncopied = set(), set()
         try:
             self.cursor.close()
         finally:
@@ -318,7 +333,7 @@ class PostgresBackend:
                     types = [_pg_type(d.type_code) for d in cur.description]
                     rows, more, capped = fetch_bounded(cur, max_rows, count_more)
                 except psycopg.errors.QueryCanceled:
-                    raise ToolError(f"query stopped after the {timeout_s:g} s time limit; "
+                    raise QueryTimeout(f"query stopped after the {timeout_s:g} s time limit; "
                                     "filter with WHERE, aggregate, or add LIMIT") from None
                 except psycopg.Error as exc:
                     raise ToolError(f"query failed: {clean_error(str(exc))}") from None

@@ -178,14 +178,11 @@ class EhrToolset(Toolset):
             final = _fill(compose(prepared, es.tables, dialect), literals, dialect, trusted)
             return self.backend.run(final, max_rows, timeout, count_more)
         with session.lock:
-            # Patient tables are read by their bare names from the episode's copies; dictionaries through CTEs.
-            dictionaries = {}
-            for t in prepared.tables:
-                if self.scope.tables[t].spec.is_dictionary:
-                    dictionaries[t] = es.tables[t]
-                else:
-                    session.ensure(t, es.tables[t], timeout)
-            final = _fill(compose(prepared, dictionaries, dialect), literals, dialect, trusted)
+            # Patient tables are read by their bare names from the episode's copies; dictionaries (and a table
+            # whose copy failed) through CTEs.
+            ctes = {t: es.tables[t] for t in prepared.tables
+                    if self.scope.tables[t].spec.is_dictionary or not session.ensure(t, es.tables[t], timeout)}
+            final = _fill(compose(prepared, ctes, dialect), literals, dialect, trusted)
             return self.backend.run(final, max_rows, timeout, count_more, session)
 
     def _session(self, episode: Episode):
