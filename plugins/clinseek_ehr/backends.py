@@ -3,7 +3,8 @@ time limit, and fetches at most max_rows (+ a bounded count of the rows left out
 
 DuckDB: an in-memory connection ATTACHes the file READ_ONLY under an internal catalog name, then disables external
 access and locks the configuration. Unqualified names therefore resolve to the empty in-memory catalog, so a table
-the rewrite did not scope cannot be read even if the guard missed it. PostgreSQL: a small pool of connections in
+the rewrite did not scope cannot be read even if the guard missed it; on an episode's own connection
+(`DuckDbSession`) they resolve to that episode's scoped copies and nothing else. PostgreSQL: a small pool of connections in
 read-only transactions, a statement_timeout, and a search_path pointing at no schema for the same reason.
 """
 from __future__ import annotations
@@ -20,11 +21,11 @@ from sqlglot import exp
 from clinseek.errors import ToolError, UserError
 
 SRC = "clinseek_src"
+COUNT_CAP = 100_000   # rows counted beyond max_rows before saying "more than N"
 
 
 class QueryTimeout(ToolError):
     """A statement stopped at the time limit."""
-COUNT_CAP = 100_000   # rows counted beyond max_rows before saying "more than N"
 
 
 class Watchdog:
@@ -183,7 +184,7 @@ class DuckDbBackend:
         except duckdb.InterruptException:
             if timed_out.is_set():
                 raise QueryTimeout(f"query stopped after the {timeout_s:g} s time limit; "
-                                "filter with WHERE, aggregate, or add LIMIT") from None
+                                   "filter with WHERE, aggregate, or add LIMIT") from None
             raise
         except duckdb.Error as exc:
             raise ToolError(f"query failed: {clean_error(str(exc))}") from None
@@ -334,7 +335,7 @@ class PostgresBackend:
                     rows, more, capped = fetch_bounded(cur, max_rows, count_more)
                 except psycopg.errors.QueryCanceled:
                     raise QueryTimeout(f"query stopped after the {timeout_s:g} s time limit; "
-                                    "filter with WHERE, aggregate, or add LIMIT") from None
+                                       "filter with WHERE, aggregate, or add LIMIT") from None
                 except psycopg.Error as exc:
                     raise ToolError(f"query failed: {clean_error(str(exc))}") from None
                 return Result(columns, types, [tuple(r) for r in rows], more, capped)

@@ -354,9 +354,9 @@ class EhrToolset(Toolset):
             parts.append(f"SELECT CAST({tm} AS DATE) AS day, '{t}' AS tbl, count(*) AS n FROM {t} "
                          f"WHERE {' AND '.join(cond)} GROUP BY 1")
         sql = "SELECT day, tbl, n FROM (" + " UNION ALL ".join(parts) + ") AS x ORDER BY day DESC, tbl"
-        days = {DAY_FROM: f"{lo:%Y-%m-%d}" if lo else "",
-                DAY_UNTIL: f"{hi + timedelta(days=1):%Y-%m-%d}" if hi else ""}
-        res = self.run_sql(episode, sql, max_rows=100_000, trusted=True, count_more=False, literals=days)
+        bounds = {DAY_FROM: f"{lo:%Y-%m-%d}" if lo else "",
+                  DAY_UNTIL: f"{hi + timedelta(days=1):%Y-%m-%d}" if hi else ""}
+        res = self.run_sql(episode, sql, max_rows=100_000, trusted=True, count_more=False, literals=bounds)
         days: dict = {}
         for day, t, n in res.rows:
             days.setdefault(day, []).append(f"{t} {n}")
