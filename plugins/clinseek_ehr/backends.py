@@ -4,8 +4,9 @@ time limit, and fetches at most max_rows (+ a bounded count of the rows left out
 DuckDB: an in-memory connection ATTACHes the file READ_ONLY under an internal catalog name, then disables external
 access and locks the configuration. Unqualified names therefore resolve to the empty in-memory catalog, so a table
 the rewrite did not scope cannot be read even if the guard missed it; on an episode's own connection
-(`DuckDbSession`) they resolve to that episode's scoped copies and nothing else. PostgreSQL: a small pool of connections in
-read-only transactions, a statement_timeout, and a search_path pointing at no schema for the same reason.
+(`DuckDbSession`) they resolve to that episode's scoped copies and nothing else. PostgreSQL: a small pool of
+connections in read-only transactions, a statement_timeout, and a search_path pointing at no schema for the same
+reason.
 """
 from __future__ import annotations
 
