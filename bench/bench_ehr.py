@@ -206,7 +206,8 @@ def side_by_side(ts, direct, src, bs: list[Binding], title: str) -> None:
           f"{pct(r, .5) / pct(a, .5):.1f}x|{pct(r, .5) / pct(p_, .5):.1f}x|{pct(f, .95):.2f}|{pct(r, .95):.2f}")
     ratios = [r_ / o for o, r_ in zip(episode_ours, episode_ref)]
     print(f"episode (the 4 queries, first runs, snapshot copies included)|ours p50 {pct(episode_ours, .5):.2f}|"
-          f"reference p50 {pct(episode_ref, .5):.2f}|ratio of the p50s {pct(episode_ref, .5) / pct(episode_ours, .5):.1f}x|"
+          f"reference p50 {pct(episode_ref, .5):.2f}|"
+          f"ratio of the p50s {pct(episode_ref, .5) / pct(episode_ours, .5):.1f}x|"
           f"per-episode ratio p50 {pct(ratios, .5):.1f}x, p5 {pct(ratios, .05):.1f}x")
 
 

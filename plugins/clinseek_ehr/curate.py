@@ -52,7 +52,8 @@ def _curate(toolset, binding: Binding, window_hours: float, max_events: int) -> 
             if not ts.time_sql:
                 continue
             tm = f"CAST({ts.time_sql} AS TIMESTAMP)"
-            sql = f"SELECT {tm} AS __t, * FROM {name} WHERE {tm} >= CAST('{WINDOW_START}' AS TIMESTAMP) ORDER BY __t DESC"
+            sql = (f"SELECT {tm} AS __t, * FROM {name} WHERE {tm} >= CAST('{WINDOW_START}' AS TIMESTAMP) "
+                   "ORDER BY __t DESC")
             res = toolset.run_sql(episode, sql, max_rows=max_events, trusted=True, count_more=False,
                                   literals={WINDOW_START: start.isoformat(sep=" ")})
             for row in res.rows:
