@@ -145,8 +145,8 @@ CORPUS: list[tuple[str, str, str]] = [
     ("cte_shadows_table", "WITH labevents AS (SELECT * FROM _secret) SELECT * FROM labevents", R),
     ("cte_shadows_table_nested", "SELECT * FROM (WITH admissions AS (SELECT 1 AS a) SELECT * FROM admissions) t", R),
     ("cte_name_of_hidden", "SELECT * FROM (WITH cxr_labels AS (SELECT 1 AS a) SELECT * FROM cxr_labels) t, "
-                           "cxr_labels", B),
-    ("cte_name_of_hidden2", "WITH _secret AS (SELECT 1 AS a) SELECT * FROM (SELECT * FROM _secret) t", OK),
+                           "cxr_labels", R),
+    ("cte_name_of_hidden2", "WITH _secret AS (SELECT 1 AS a) SELECT * FROM (SELECT * FROM _secret) t", R),
     ("cte_ok", "WITH x AS (SELECT itemid, count(*) AS n FROM labevents GROUP BY itemid) "
                "SELECT d.label, x.n FROM x JOIN d_labitems d USING (itemid) ORDER BY 1", OK),
     ("derived_alias_is_table", "SELECT * FROM (SELECT labevent_id FROM labevents) AS labevents ORDER BY 1", OK),

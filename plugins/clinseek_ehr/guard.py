@@ -16,6 +16,7 @@ import sqlglot
 from sqlglot import exp
 
 from clinseek.errors import ToolError
+from clinseek_ehr.sqlpolicy import check_function, check_type, function_name, refuse
 
 MAX_QUERY_CHARS = 20_000
 
@@ -26,28 +27,9 @@ _FORBIDDEN_NODES = tuple(getattr(exp, n) for n in (
     "Show", "Kill", "Export", "Grant", "Revoke", "TruncateTable", "Analyze", "Refresh", "Cache", "Uncache",
     "Declare", "Comment", "Lock", "Placeholder", "Parameter") if hasattr(exp, n))
 
-# Functions that read files, the network, settings, sequences or the catalogue (DuckDB and PostgreSQL names).
-_FORBIDDEN_FUNCTION = re.compile(
-    r"^(read_\w*|\w*_scan|scan_\w*|glob|duckdb_\w*|pragma_\w*|pg_\w*|current_setting|set_config|getenv|query|"
-    r"query_table|sqlite_\w*|postgres_\w*|mysql_\w*|parquet_\w*|iceberg_\w*|delta_\w*|json_execute_serialized_sql|"
-    r"load_\w*|install_\w*|export_\w*|import_\w*|nextval|currval|setval|lastval|lo_\w*|dblink\w*|txid_\w*|"
-    r"checkpoint|force_checkpoint|which_secret|enable_\w*|disable_\w*|sql_auto_complete|arrow_\w*|pandas_\w*|"
-    r"python_\w*|system|shell|has_\w*_privilege|sniff_csv|file_\w*|stat|current_database|current_schema|current_version|"
-    r"current_role|current_query|"
-    r"current_schemas|current_catalog|current_user|session_user|user|version|inet_\w*|make_\w*_secret|"
-    r"create_\w*|drop_\w*|repeat_row|test_\w*|summary|table_info|show_\w*|database_\w*|storage_info|"
-    r"get_current_\w*|icu_\w*|ducklake_\w*|httpfs\w*|s3_\w*|gcs_\w*|azure_\w*|http_\w*|url_\w*|"
-    r"to_regclass|to_regproc|to_regtype|format_type|obj_description|col_description|quote_ident|"
-    # PostgreSQL functions that run a query given as a string, or read server state.
-    r"\w*_to_xml\w*|query_to_\w*|table_to_\w*|schema_to_\w*|database_to_\w*|cursor_to_\w*|ts_stat|crosstab\w*|"
-    r"connectby|xpath_table|dblink\w*|current_setting|inet_\w*|txid\w*|sql_\w*|json_populate_\w*|"
-    # Functions whose error message is their argument (a way to print rows the optimizer touches early).
-    r"error|raise_error|assert)$",
-    re.IGNORECASE)
-
 # Catalogue and system names a model might try as if they were tables.
-_CATALOG_HINT = re.compile(r"^(information_schema|pg_catalog|pg_\w+|duckdb_\w+|sqlite_\w+|system|temp|main|memory)$",
-                           re.IGNORECASE)
+_CATALOG_HINT = re.compile(r"^(information_schema|pg_\w*|duckdb_\w*|sqlite_\w*|pragma_\w*|system|temp|main|memory|"
+                           r"clinseek_\w*)$", re.IGNORECASE)
 
 
 @dataclass
@@ -58,14 +40,12 @@ class CheckedQuery:
     tables: set[str]
 
 
-def refuse(reason: str, hint: str = "") -> ToolError:
-    return ToolError(f"query refused: {reason}" + (f". {hint}" if hint else ""))
-
-
-def check_query(sql: str, allowed: dict[str, object], read_dialect: str = "duckdb") -> CheckedQuery:
+def check_query(sql: str, allowed: dict[str, object], read_dialect: str = "duckdb",
+                reserved: frozenset[str] = frozenset()) -> CheckedQuery:
     """Parse and validate the model's SQL; raise ToolError with an actionable reason when refused.
 
-    `allowed` maps visible table names (lower case) to anything; only these names may be read.
+    `allowed` maps visible table names (lower case) to anything; only these names may be read. `reserved`: every
+    other relation name the database has (hidden tables); a WITH name may not take one of them either.
     """
     available = ", ".join(sorted(allowed))
     if not isinstance(sql, str) or not sql.strip():
@@ -87,27 +67,19 @@ def check_query(sql: str, allowed: dict[str, object], read_dialect: str = "duckd
         kind = ast.key.upper() if isinstance(ast, exp.Expression) else type(ast).__name__
         raise refuse(f"only SELECT queries are allowed (got {kind})", "Rewrite it as one SELECT (WITH, UNION allowed).")
 
-    cte_names: set[str] = set()
-    for cte in ast.find_all(exp.CTE):
-        name = cte.alias_or_name.lower()
-        if name in allowed:
-            raise refuse(f"the CTE name {name!r} is also a table name",
-                         "Give your WITH query a different name (e.g. my_" + name + ").")
-        cte_names.add(name)
-
     for node in ast.walk():
         if isinstance(node, _FORBIDDEN_NODES):
             raise refuse(f"{node.key.upper()} is not allowed; the database is read-only",
                          "Only one SELECT over the listed tables is allowed.")
-        if isinstance(node, exp.Func) and not isinstance(node, (exp.Table,)):
-            fname = _function_name(node)
-            if fname and _FORBIDDEN_FUNCTION.match(fname):
-                raise refuse(f"function {fname}() is not available (no file, network, settings or catalogue access)",
-                             f"Query the tables instead: {available}.")
+        if isinstance(node, exp.Func) and not isinstance(node.parent, exp.Table):
+            check_function(node, available)
+        elif isinstance(node, exp.DataType):
+            check_type(node)
 
+    _check_cte_names(ast, allowed, reserved)
     used: set[str] = set()
-    for table in list(ast.find_all(exp.Table)):
-        _check_table(table, allowed, cte_names, used, available)
+    for table in _table_references(ast):
+        _check_table(table, allowed, used, available)
 
     # PostgreSQL (before 16) needs an alias on every derived table; DuckDB does not mind one.
     for n, sub in enumerate(list(ast.find_all(exp.Subquery))):
@@ -116,19 +88,55 @@ def check_query(sql: str, allowed: dict[str, object], read_dialect: str = "duckd
     return CheckedQuery(ast=ast, tables=used)
 
 
-def _function_name(node: exp.Func) -> str:
-    if isinstance(node, exp.Anonymous):
-        return str(node.name or "")
+def _check_cte_names(ast: exp.Expression, allowed, reserved) -> None:
+    """A WITH name may shadow nothing: no table, catalogue or system name, no relation of the database, no other
+    WITH name anywhere in the query. Then a name means the same relation to the guard, sqlglot and the database."""
+    seen: set[str] = set()
+    for cte in ast.find_all(exp.CTE):
+        name = cte.alias_or_name
+        low = name.lower()
+        if low in allowed:
+            raise refuse(f"the WITH name {name!r} is also a table name",
+                         f"Give your WITH query a different name (e.g. my_{low}).")
+        if _CATALOG_HINT.match(low) or low in reserved:
+            raise refuse(f"the WITH name {name!r} is a catalogue or database name",
+                         f"Give your WITH query a different name (e.g. my_{low.strip('_')}).")
+        if low in seen:
+            raise refuse(f"the WITH name {name!r} is defined twice", "Give each WITH query its own name.")
+        seen.add(low)
+
+
+def _table_references(ast: exp.Expression) -> list[exp.Table]:
+    """Every table reference that does not resolve to a WITH query visible in its own scope (sqlglot's scope
+    resolution, per scope). Fails closed: a query whose scopes cannot be built, or a table node no scope covers,
+    is refused."""
+    from sqlglot.optimizer.scope import traverse_scope
+
     try:
-        return node.sql_name()
-    except Exception:  # noqa: BLE001
-        return type(node).__name__
+        scopes = list(traverse_scope(ast))
+    except Exception as exc:  # noqa: BLE001 - sqlglot raises OptimizeError and others on odd queries
+        raise refuse(f"its table references cannot be resolved ({type(exc).__name__})",
+                     "Simplify the query: name each table and WITH query once.") from None
+    covered: set[int] = set()
+    refs: list[exp.Table] = []
+    for scope in scopes:
+        for table in scope.tables:
+            covered.add(id(table))
+            is_cte = (isinstance(table.this, exp.Identifier) and not table.args.get("db")
+                      and not table.args.get("catalog") and table.name in scope.cte_sources)
+            if not is_cte:
+                refs.append(table)
+    for table in ast.find_all(exp.Table):
+        if id(table) not in covered:
+            raise refuse(f"the table reference {table.sql(dialect='duckdb')!r} is not in a plain FROM/JOIN position",
+                         "Name tables in FROM and JOIN clauses.")
+    return refs
 
 
-def _check_table(table: exp.Table, allowed, cte_names, used, available) -> None:
+def _check_table(table: exp.Table, allowed, used, available) -> None:
     this = table.this
     if not isinstance(this, exp.Identifier):
-        what = _function_name(this) if isinstance(this, exp.Func) else this.sql() if this is not None else "?"
+        what = function_name(this) if isinstance(this, exp.Func) else this.sql() if this is not None else "?"
         raise refuse(f"table functions such as {what}() are not allowed",
                      f"Read the tables by name: {available}.")
     name = this.name
@@ -136,8 +144,6 @@ def _check_table(table: exp.Table, allowed, cte_names, used, available) -> None:
         raise refuse(f"schema-qualified name {table.sql(dialect='duckdb')!r} is not allowed",
                      f"Write the bare table name (e.g. {name.lower()}); available tables: {available}.")
     low = name.lower()
-    if low in cte_names and low not in allowed:
-        return
     if low not in allowed:
         if _CATALOG_HINT.match(low):
             raise refuse(f"catalogue and system tables ({name}) are not available",
@@ -181,10 +187,10 @@ def prepare(checked: CheckedQuery, dialect: str) -> Prepared:
 
 
 @lru_cache(maxsize=4096)
-def prepare_query(sql: str, allowed: frozenset, dialect: str) -> Prepared:
+def prepare_query(sql: str, allowed: frozenset, dialect: str, reserved: frozenset = frozenset()) -> Prepared:
     """check_query + prepare, cached by query text: episodes differ only in their scoped subqueries, so a query
     text is parsed, checked and transpiled once per run. A refusal raises every time (it is not cached)."""
-    return prepare(check_query(sql, dict.fromkeys(allowed)), dialect)
+    return prepare(check_query(sql, dict.fromkeys(allowed), reserved=reserved), dialect)
 
 
 def compose(prepared: "Prepared | CheckedQuery", scoped: dict[str, str], dialect: str) -> str:

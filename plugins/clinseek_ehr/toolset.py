@@ -57,6 +57,7 @@ class EhrToolset(Toolset):
         self._session_key = f"{self._state_key}:session"
         self._index_lock = threading.Lock()
         self._session_lock = threading.Lock()
+        self._relation_names: frozenset[str] = frozenset()
 
     # Lifecycle ---------------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -71,7 +72,10 @@ class EhrToolset(Toolset):
                                     self.config.pg_schema, threads=self.config.threads)
         self.backend.open()
         warn = getattr(self.context, "warn", None)
-        self.scope = Scope(self.profile, self.backend.table_columns(), self.backend.base_name,
+        columns = self.backend.table_columns()
+        # Every relation name of the database, visible or not: a WITH name may not take one (guard.py).
+        self._relation_names = frozenset(name.lower() for name in columns)
+        self.scope = Scope(self.profile, columns, self.backend.base_name,
                            self.backend.dialect, strict=self.config.cutoff == "strict", warn=warn)
         if not self.scope.tables:
             self.close()
@@ -171,7 +175,7 @@ class EhrToolset(Toolset):
         if trusted:
             prepared = prepare_trusted(sql, frozenset(es.tables), dialect)
         else:
-            prepared = prepare_query(sql, frozenset(es.tables), dialect)
+            prepared = prepare_query(sql, frozenset(es.tables), dialect, self._relation_names)
         max_rows, timeout = max_rows or self.config.max_rows, self.config.sql_timeout_s
         session = self._session(episode)
         if session is None:
