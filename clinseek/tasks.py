@@ -52,6 +52,20 @@ class Task(BaseModel):
     def _qid_str(cls, v: Any) -> str:
         return str(v)
 
+    @field_validator("prediction_time", mode="after")
+    @classmethod
+    def _naive_time(cls, v: datetime) -> datetime:
+        # MIMIC and OMOP times are naive wall-clock times. One rule, applied here once so every toolset, prompt
+        # and audit reads the same value: a zero offset (Z, +00:00) is dropped, any other offset is refused,
+        # because converting it would move the cutoff by hours in one direction or the other.
+        if v.tzinfo is None:
+            return v
+        offset = v.utcoffset()
+        if offset is not None and offset.total_seconds() == 0:
+            return v.replace(tzinfo=None)
+        raise ValueError(f"prediction_time {v.isoformat()} has a time-zone offset; EHR times are naive local "
+                         "times: write the time without an offset (as it appears in the database)")
+
     @field_validator("label", "candidates", "image_paths", mode="before")
     @classmethod
     def _as_list(cls, v: Any) -> Any:

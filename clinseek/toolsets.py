@@ -47,6 +47,11 @@ class Binding:
     prediction_time: datetime
     study_ids: tuple = ()
 
+    def __post_init__(self):
+        # The Task model makes prediction times naive (tasks.py); a binding made any other way must be too.
+        if self.prediction_time.tzinfo is not None:
+            raise ValueError("Binding.prediction_time must be naive (see Task.prediction_time)")
+
     @classmethod
     def from_task(cls, task: Any) -> "Binding":
         return cls(qid=task.qid, subject_id=task.subject_id, hadm_id=task.hadm_id,

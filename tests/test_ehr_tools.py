@@ -187,11 +187,11 @@ def test_a_later_cutoff_widens_the_view(toolset):
     assert "2180-05-09" in toolset.ehr_sql(e, "SELECT dischtime FROM admissions WHERE hadm_id = 20000012")
 
 
-def test_aware_prediction_time_is_compared_in_utc(toolset):
+def test_an_aware_cutoff_cannot_be_bound():
     from datetime import timezone
 
-    e = episode(cutoff=datetime(2180, 5, 6, 14, 0, tzinfo=timezone(timedelta(hours=2))))  # 12:00 UTC
-    assert "1003" in toolset.ehr_sql(e, "SELECT labevent_id FROM labevents")
+    with pytest.raises(ValueError, match="naive"):
+        episode(cutoff=datetime(2180, 5, 6, 14, 0, tzinfo=timezone(timedelta(hours=2))))
 
 
 def test_concurrent_episodes_do_not_share_scope(toolset):
@@ -291,6 +291,16 @@ def test_ehr_timeline_counts_per_day_up_to_cutoff(toolset, ep):
     assert "2180" not in only and "2179-01-02" in only
     with pytest.raises(ToolError, match="date"):
         toolset.ehr_timeline(ep, start="yesterday")
+
+
+@pytest.mark.parametrize("end", ["9999-12-31", "2999-01-01"])
+def test_ehr_timeline_end_far_in_the_future_means_the_prediction_day(toolset, ep, end):
+    assert toolset.ehr_timeline(ep, end=end) == toolset.ehr_timeline(ep)
+
+
+def test_ehr_timeline_start_after_end_says_how_to_fix_it(toolset, ep):
+    with pytest.raises(ToolError, match="start 9999-12-31 is after end 2180-05-06.*on or before"):
+        toolset.ehr_timeline(ep, start="9999-12-31", end="9999-12-31")
 
 
 def test_ehr_latest_newest_first_and_bounded(toolset, ep):

@@ -141,7 +141,7 @@ class CxrToolset(Toolset):
 
     def bind(self, episode: Episode) -> None:
         b = episode.binding
-        cutoff = _naive(b.prediction_time)
+        cutoff = b.prediction_time   # naive by construction (Task, Binding): the ehr toolset reads the same
         op = "<=" if self.config.cutoff == "inclusive" else "<"
         sql = ("SELECT CAST(study_id AS VARCHAR), study_datetime, CAST(dicom_id AS VARCHAR), "
                "CAST(ViewPosition AS VARCHAR), CAST(path AS VARCHAR) FROM cxr_metadata "
@@ -259,8 +259,3 @@ class CxrToolset(Toolset):
         if not p.is_relative_to(self.image_root):
             raise ToolError("this study's image is stored outside the image folder and cannot be read")
         return p
-
-
-def _naive(t: datetime) -> datetime:
-    """MIMIC times are local wall-clock times without a zone; compare an aware cutoff by its wall-clock value."""
-    return t.replace(tzinfo=None) if isinstance(t, datetime) and t.tzinfo else t

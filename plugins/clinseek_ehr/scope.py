@@ -8,7 +8,7 @@ share nothing mutable.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 
 import sqlglot
 from sqlglot import exp
@@ -116,7 +116,7 @@ class Scope:
 
     # Binding -------------------------------------------------------------------------------------------------
     def for_binding(self, patient, cutoff: datetime) -> EpisodeScope:
-        cutoff = naive_utc(cutoff)
+        cutoff = naive_cutoff(cutoff)
         cut = f"CAST('{cutoff.isoformat(sep=' ')}' AS TIMESTAMP)"
         out = {}
         for name, ts in self.tables.items():
@@ -126,15 +126,16 @@ class Scope:
 
     def audit_sql(self, table: str, patient, cutoff: datetime) -> str:
         ts = self.tables[table]
-        cut = f"CAST('{naive_utc(cutoff).isoformat(sep=' ')}' AS TIMESTAMP)"
+        cut = f"CAST('{naive_cutoff(cutoff).isoformat(sep=' ')}' AS TIMESTAMP)"
         pid = patient_literal(patient, ts.types.get(ts.spec.patient_key or "", ""))
         return ts.audit_template.replace(PID, pid).replace(CUTOFF, cut)
 
 
-def naive_utc(t: datetime) -> datetime:
-    """Cutoffs compare with naive database times; an aware time is converted to UTC first."""
+def naive_cutoff(t: datetime) -> datetime:
+    """Cutoffs compare with naive database times. The Task model already refuses offsets (tasks.py); an aware time
+    reaching here is a bug, and converting it would move the cutoff."""
     if t.tzinfo is not None:
-        t = t.astimezone(timezone.utc).replace(tzinfo=None)
+        raise ValueError(f"cutoff {t.isoformat()} has a time-zone offset; prediction times are naive")
     return t
 
 

@@ -172,7 +172,8 @@ def _check_series(node: exp.GenerateSeries, name: str) -> None:
         stride = 1 if step is None else _int_literal(step)
         if stride is None or stride == 0:
             raise refuse(f"{name}() needs a literal non-zero step", "Write the step as a number")
-        count = max(0, (ints[1] - ints[0]) // stride + 1)
+        span = ints[1] - ints[0]
+        count = max(0, span // stride + (0 if node.args.get("is_end_exclusive") and span % stride == 0 else 1))
     else:
         count = _temporal_count(start, end, step)
         if count is None:

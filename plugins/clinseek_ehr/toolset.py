@@ -344,6 +344,12 @@ class EhrToolset(Toolset):
             end: last day to include, YYYY-MM-DD (default: the prediction time).
         """
         lo, hi = _day(start, "start"), _day(end, "end")
+        today = self.episode_scope(episode).cutoff.replace(hour=0, minute=0, second=0, microsecond=0)
+        if hi is not None and hi > today:
+            hi = today   # nothing after the prediction time exists; also keeps hi + 1 day in range
+        if lo is not None and hi is not None and lo > hi:
+            raise ToolError(f"start {lo:%Y-%m-%d} is after end {hi:%Y-%m-%d} (the prediction day is "
+                            f"{today:%Y-%m-%d}); give a start on or before the end")
         parts = []
         for t in self.patient_tables:
             ts = self.scope.tables[t]
