@@ -20,7 +20,7 @@ import time
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-from clinseek.cohort.build import build_cohort
+from clinseek_demo.build import build_cohort
 out, n, chunk, images, mem = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
 t0, c0 = time.perf_counter(), time.process_time()
 rep = build_cohort(Path(out), patients=n, seed=7, images=images, chunk_patients=chunk, memory_limit=mem)

@@ -64,7 +64,7 @@ def densenet121(n_labels: int = 18, in_channels: int = 1):
 def phantom_torch():
     """The committed phantom in torch, from its committed torch weights (the ONNX file folds batch norm)."""
     from clinseek_cxr.card import load_card, models_dir
-    from clinseek_cxr.phantom import build_net, load_state
+    from clinseek_demo.phantom import build_net, load_state
 
     card = load_card(models_dir() / "phantom_cxr.yaml")
     return load_state(build_net(), models_dir() / "phantom_cxr.torch.npz").eval(), card
@@ -123,7 +123,7 @@ def make_bench_db(episodes: int, rounds: int, tmp: Path) -> Path:
     import duckdb
     from PIL import Image
 
-    from clinseek.cohort.cxr_images import render_cxr
+    from clinseek_demo.cxr_images import render_cxr
 
     root = tmp / "bench"
     (root / "img").mkdir(parents=True, exist_ok=True)
@@ -195,7 +195,7 @@ def main() -> None:
     import onnxruntime as ort
     import torch
 
-    from clinseek_cxr.phantom import export_onnx
+    from clinseek_cxr.export import export_onnx
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -55,7 +55,7 @@ def pct(values, p):
 def ensure_cohort(args) -> Path:
     if args.db:
         return Path(args.db)
-    from clinseek.cohort.build import build_cohort
+    from clinseek_demo.build import build_cohort
 
     out = Path(args.cache) / f"bench-p{args.patients}-s7"
     db = out / "cohort.duckdb"

@@ -16,8 +16,8 @@ def main() -> None:
     parser.add_argument("--db", type=Path, default=None, help="cohort DuckDB (default: the cached demo cohort)")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    from clinseek.cohort.benchmark import build_tasks
-    from clinseek.cohort.demo import ensure_demo
+    from clinseek_demo.benchmark import build_tasks
+    from clinseek_demo.demo import ensure_demo
 
     db = args.db or ensure_demo().db
     out = Path(tempfile.mkdtemp()) / "tasks.jsonl"

@@ -18,8 +18,8 @@ from collections import Counter
 from pathlib import Path
 
 from clinseek.agent import AgentLimits, EpisodeRunner, ToolBox
-from clinseek.hosts.rules import (RISK_FAMILIES, RISK_WEIGHTS, RulesConfig, RulesHost, feature_vector, observations,
-                                  risk_features, risk_points, warning_score)
+from clinseek_demo.rules import (RISK_FAMILIES, RISK_WEIGHTS, RulesConfig, RulesHost, feature_vector, observations,
+                             risk_features, risk_points, warning_score)
 from clinseek.tasks import Task
 
 
@@ -58,8 +58,8 @@ def main() -> None:
     ap.add_argument("--per-task", type=int, default=300)
     ap.add_argument("--fit", action="store_true", help="fit the points tables instead of using RISK_WEIGHTS")
     args = ap.parse_args()
-    from clinseek.cohort.benchmark import RISK_TASKS, build_tasks
-    from clinseek.cohort.build import build_cohort
+    from clinseek_demo.benchmark import RISK_TASKS, build_tasks
+    from clinseek_demo.build import build_cohort
     from clinseek_ehr.toolset import EhrConfig, EhrToolset
 
     out = Path(tempfile.mkdtemp()) / "dev"

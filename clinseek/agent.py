@@ -11,7 +11,8 @@ from typing import Any
 
 from clinseek.errors import ClinseekError, ToolError
 from clinseek.hosts.base import GenerateContext, Host, HostResponse, Usage
-from clinseek.toolsets import Binding, Episode, Toolset, ToolSpec, validate_arguments
+from clinseek.tasks import Task
+from clinseek.toolsets import Binding, Episode, Toolset, ToolSpec, bound_text, validate_arguments
 
 FINISH = "finish"
 FINISH_SCHEMA = {
@@ -93,15 +94,6 @@ class EpisodeState:
     response_ids: list[str] = field(default_factory=list)
 
 
-def bound_text(text: str, limit: int) -> tuple[str, bool]:
-    """Cut an observation to `limit` characters and say so, so the model knows it saw a part."""
-    if len(text) <= limit:
-        return text, False
-    note = f"\n[truncated: showing {{shown}} of {len(text)} characters; narrow the request to see the rest]"
-    keep = max(0, limit - len(note) - 8)
-    return text[:keep] + note.format(shown=keep), True
-
-
 def render_output(value: Any) -> str:
     if value is None:
         return "(no output)"
@@ -140,7 +132,9 @@ class EpisodeRunner:
         self.tool_schemas = toolbox.schemas(include_tools=use_tools)
         self.allowed = {s["name"] for s in self.tool_schemas}
         binding = Binding.from_task(task)
-        self.episodes = {ts.name: Episode(binding=binding, task=task, run_index=run_index)
+        # Hosts and tools get the task without its label (TaskView); only the engine keeps the Task.
+        self.view = task.view() if isinstance(task, Task) else task
+        self.episodes = {ts.name: Episode(binding=binding, task=self.view, run_index=run_index)
                          for ts in toolbox.toolsets}
         self.state = EpisodeState(messages=[{"role": "system", "content": system},
                                             {"role": "user", "content": user}])
@@ -192,7 +186,7 @@ class EpisodeRunner:
                                                   f"exceed max_cost_usd ${lim.max_cost_usd:g}")
                     return
             s.turns += 1
-            ctx = GenerateContext(task=self.task, run_index=self.run_index, turn=s.turns)
+            ctx = GenerateContext(task=self.view, run_index=self.run_index, turn=s.turns)
             t0 = time.perf_counter()
             before = self._cost() or 0.0
             resp: HostResponse = await self.host.generate(s.messages, self.tool_schemas, ctx)

@@ -17,11 +17,6 @@ def register_task_sources(register):
     from clinseek.tasks import JsonlTaskSource
 
     register(JsonlTaskSource)
-    try:
-        from clinseek.cohort.source import DemoTaskSource
-    except ImportError:  # the cohort package is optional while it is being built
-        return
-    register(DemoTaskSource)
 
 
 @hookimpl

@@ -44,3 +44,15 @@ def register_scorers(register):
 @hookspec
 def register_commands(cli):
     """Add click commands or groups to the `clinseek` CLI: `cli.add_command(...)`. Keep imports inside them."""
+
+
+@hookspec(firstresult=True)
+def resolve_database(spec: str, toolset: str, context):
+    """Turn a toolset's `database:` value into something the toolset can open, or return None to pass.
+
+    Called by toolsets that read a site database (the built-in `ehr` and `cxr` call it through
+    `clinseek.plugins.resolve_database`) before they treat the value as a path or a DSN. The first non-None
+    answer wins. The demo plugin answers for `demo:` / `demo:patients=N,seed=S` with the cached demo cohort's
+    DuckDB path; a site plugin could answer for its own scheme. Raise UserError for a spec it owns but cannot
+    serve; `context` is the run's RunContext (cache_dir, info/warn) or None.
+    """

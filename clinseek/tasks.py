@@ -86,7 +86,37 @@ class Task(BaseModel):
 
     def public_view(self) -> dict[str, Any]:
         """What prompts may show: everything except the label."""
-        return self.model_dump(mode="json", exclude={"label"})
+        return self.view().model_dump(mode="json")
+
+    def view(self) -> "TaskView":
+        """What hosts and tools receive: the task without its label (or an answer kept among the extra fields)."""
+        data = self.model_dump(exclude={"label"})
+        data["extra"] = {k: v for k, v in self.extra.items() if k.lower() not in ANSWER_KEYS}
+        return TaskView(**data)
+
+
+# Fields of a benchmark row that hold the answer, whatever a source calls them: never in a TaskView.
+ANSWER_KEYS = frozenset({"label", "labels", "ground_truth", "output", "answer", "answers", "target"})
+
+
+class TaskView(BaseModel):
+    """A task as hosts, tools and prompts see it: every field of `Task` except `label`. It has no path back to
+    the Task it was made from."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    qid: str
+    subject_id: int | str
+    hadm_id: int | str | None = None
+    prediction_time: datetime
+    task: str
+    task_type: str = "unknown"
+    question: str
+    candidates: list[str] = Field(default_factory=list)
+    study_ids: list[int | str] = Field(default_factory=list)
+    image_paths: list[str] = Field(default_factory=list)
+    input: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
 
 
 class TaskSource:

@@ -1,34 +1,16 @@
-"""An in-test plugin: a scripted host and a small `notes` toolset, registered like a third party's."""
+"""An in-test plugin: clinseek.testing's scripted host and a small `notes` toolset, registered like a third
+party's."""
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Callable
+from typing import Any
 
+from clinseek import Episode, ToolError, Toolset, ToolsetConfig, hookimpl, tool
+from clinseek.testing import SCRIPTS  # noqa: F401 - tests register inline scripts through sp.SCRIPTS
+from clinseek.testing import ScriptedConfig as BaseScriptedConfig
+from clinseek.testing import ScriptedHost as BaseScriptedHost
+from clinseek.testing import call, reply, script, turn_of
 
-from clinseek import Episode, GenerateContext, Host, HostConfig, HostResponse, ToolCall, ToolError, Toolset, \
-    ToolsetConfig, Usage, hookimpl, tool
-
-SCRIPTS: dict[str, Callable[[list, list, GenerateContext], HostResponse]] = {}
 SEEN: list[dict[str, Any]] = []  # what the host was sent, for assertions
-
-
-def script(name: str):
-    def add(fn):
-        SCRIPTS[name] = fn
-        return fn
-    return add
-
-
-def call(name: str, **arguments) -> ToolCall:
-    return ToolCall(id="", name=name, arguments=arguments)
-
-
-def reply(*calls: ToolCall, content: str | None = None, tokens=(100, 10)) -> HostResponse:
-    return HostResponse(content=content, tool_calls=list(calls), usage=Usage(*tokens))
-
-
-def turn_of(messages: list) -> int:
-    return sum(1 for m in messages if m["role"] == "assistant")
 
 
 @script("finish_yes")
@@ -53,29 +35,18 @@ def _text(messages, tools, ctx):
     return reply(content="I think the answer is yes.")
 
 
-class ScriptedConfig(HostConfig):
+class ScriptedConfig(BaseScriptedConfig):
     script: str = "finish_yes"
-    delay_s: float = 0.0
-    base_url: str | None = None
 
 
-class ScriptedHost(Host):
-    provider = "scripted"
+class ScriptedHost(BaseScriptedHost):
+    """clinseek.testing's scripted host, also recording every call in SEEN (the project's tests read it)."""
+
     Config = ScriptedConfig
 
     async def generate(self, messages, tools, ctx):
         SEEN.append({"messages": [dict(m) for m in messages], "tools": tools, "qid": ctx.task.qid})
-        if self.config.delay_s:
-            await asyncio.sleep(self.config.delay_s)
-        return SCRIPTS[self.config.script](messages, tools, ctx)
-
-    def default_site_local(self) -> bool:
-        from clinseek.hosts.base import address_is_local
-
-        return self.config.base_url is None or address_is_local(self.config.base_url)
-
-    def describe(self):
-        return {"provider": self.provider, "model": f"script:{self.config.script}", "base_url": self.config.base_url}
+        return await super().generate(messages, tools, ctx)
 
 
 class NotesConfig(ToolsetConfig):

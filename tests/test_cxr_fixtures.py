@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 from PIL import Image
 
-from clinseek.cohort.cxr_images import render_cxr
+from clinseek_demo.cxr_images import render_cxr
 from clinseek.toolsets import Binding, Episode
 
 CUTOFF = datetime(2150, 1, 10, 12, 0)

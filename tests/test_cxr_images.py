@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from clinseek.cohort.cxr_images import FINDINGS, render_cxr, render_cxr_with_layout
+from clinseek_demo.cxr_images import FINDINGS, render_cxr, render_cxr_with_layout
 
 
 def _pair(finding, seed, size=256):

@@ -111,7 +111,7 @@ def test_models_check_missing_card_is_exit_2(tmp_path):
 def test_cxr_classify_files_prints_the_tool_table_and_json(tmp_path):
     from PIL import Image
 
-    from clinseek.cohort.cxr_images import render_cxr
+    from clinseek_demo.cxr_images import render_cxr
     from pydicom.data import get_testdata_file
 
     png = tmp_path / "big_heart.png"

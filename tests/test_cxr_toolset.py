@@ -309,7 +309,7 @@ def test_plugin_registers_the_toolset_and_the_commands():
 
     ctx = click.Context(cli)
     assert {"models", "cxr"} <= set(cli.list_commands(ctx))
-    assert set(cli.get_command(ctx, "models").commands) == {"check", "train-phantom", "export"}
+    assert set(cli.get_command(ctx, "models").commands) == {"check", "export"}
 
 
 @pytest.mark.slow
@@ -320,7 +320,7 @@ def test_phantom_reads_the_demo_cohorts_studies(tmp_path):
 
     import duckdb
 
-    from clinseek.cohort.demo import ensure_demo
+    from clinseek_demo.demo import ensure_demo
 
     db = ensure_demo(patients=12, seed=2).db  # the same small demo the cohort tests build (cached per session)
     ctx = SimpleNamespace(recipe_dir=tmp_path, cache_dir=None, warn=lambda m: None)

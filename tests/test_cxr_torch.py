@@ -7,16 +7,17 @@ import pytest
 from clinseek_cxr.card import load_card, sha256_file
 from test_cxr_models import PHANTOM, _exit_code, _run
 from clinseek_cxr.commands import models
+from clinseek_demo.cli import data
 
 torch = pytest.importorskip("torch", reason="the train extra (torch) is not installed")
 
 
 def test_committed_phantom_agrees_with_torch_within_1e4():
     """The committed ONNX file against the torch model rebuilt from the committed torch weights."""
-    from clinseek.cohort.cxr_images import render_cxr
+    from clinseek_demo.cxr_images import render_cxr
     from clinseek_cxr.export import torch_ort_max_diff
     from clinseek_cxr.images import preprocess
-    from clinseek_cxr.phantom import build_net, load_state
+    from clinseek_demo.phantom import build_net, load_state
 
     card = load_card(PHANTOM)
     net = load_state(build_net(), PHANTOM.with_name("phantom_cxr.torch.npz")).eval()
@@ -76,7 +77,7 @@ def test_torchxrayvision_export_without_weights_says_so_with_exit_2(tmp_path):
 @pytest.mark.slow
 def test_train_phantom_is_deterministic_for_a_seed(tmp_path):
     """Two small trainings with one seed give byte-identical ONNX files (the full artifact: see the slow test)."""
-    from clinseek_cxr.phantom import PhantomPlan, train_phantom
+    from clinseek_demo.phantom import PhantomPlan, train_phantom
 
     plan = PhantomPlan(seed=3, n_train=48, n_val=24, n_test=24, epochs=1, batch=16)
     a = train_phantom(tmp_path / "a", plan, log=lambda m: None)
@@ -90,8 +91,8 @@ def test_train_phantom_is_deterministic_for_a_seed(tmp_path):
 
 @pytest.mark.slow
 def test_train_phantom_reproduces_the_committed_artifact(tmp_path):
-    """`clinseek models train-phantom --out DIR --seed 0` rebuilds the shipped phantom_cxr.onnx byte for byte."""
-    r = _run(models, ["train-phantom", "--out", str(tmp_path), "--seed", "0"])
+    """`clinseek data train-phantom --out DIR --seed 0` rebuilds the shipped phantom_cxr.onnx byte for byte."""
+    r = _run(data, ["train-phantom", "--out", str(tmp_path), "--seed", "0"])
     assert r.exit_code == 0, r.output
     assert sha256_file(tmp_path / "phantom_cxr.onnx") == load_card(PHANTOM).sha256
     assert sha256_file(tmp_path / "phantom_cxr.torch.npz") == sha256_file(PHANTOM.with_name("phantom_cxr.torch.npz"))

@@ -57,10 +57,10 @@ def test_other_patient_and_empty_window(toolset):
     assert "(no events in this window)" in empty
 
 
-def test_toolset_curate_method_and_path_input(toolset, tmp_path):
+def test_toolset_curate_method_is_the_declared_capability(toolset):
+    from clinseek.toolsets import Toolset
+
+    assert toolset.can_curate and not Toolset.can_curate
     assert toolset.curate(binding(), window_hours=48, max_events=3) == \
         curated_events(toolset, binding(), window_hours=48, max_events=3)
-    db = make_fixture_db(tmp_path / "f.duckdb")
-    assert "Potassium" in curated_events(str(db), binding(), window_hours=48)
-    with pytest.raises(TypeError):
-        curated_events(42, binding())
+    assert "Potassium" in toolset.curate(binding(), window_hours=48)

@@ -31,7 +31,7 @@ def test_audit_of_the_demo_recipe_is_clean(recipe):
 def test_demo_tools_answer_from_the_cohort(recipe):
     import json
 
-    from clinseek.cohort.demo import ensure_demo
+    from clinseek_demo.demo import ensure_demo
     from clinseek.tasks import Task
     from clinseek.toolsets import Binding, Episode
     from clinseek_ehr.toolset import EhrConfig, EhrToolset
@@ -70,7 +70,7 @@ def test_demo_cohort_on_postgres_answers_like_duckdb(tmp_path):
     import json
     import os
 
-    from clinseek.cohort.demo import ensure_demo
+    from clinseek_demo.demo import ensure_demo
     from clinseek.tasks import Task
     from clinseek.toolsets import Binding, Episode
     from clinseek_ehr.pgload import load_duckdb_into_postgres

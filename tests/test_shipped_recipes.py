@@ -26,7 +26,7 @@ def test_demo_recipes_validate(name, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["clinseek-bench-seek.yaml", "clinseek-bench-curated.yaml"])
 def test_clinseek_bench_recipes_validate_with_a_site_file(name, tmp_path, capsys):
-    from clinseek.cohort.demo import ensure_demo
+    from clinseek_demo.demo import ensure_demo
 
     demo = ensure_demo()
     site = tmp_path / "site.yaml"

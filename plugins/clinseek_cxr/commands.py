@@ -1,4 +1,4 @@
-"""CLI: `clinseek models check|train-phantom|export` and `clinseek cxr classify`.
+"""CLI: `clinseek models check|export` and `clinseek cxr classify` (`clinseek data train-phantom` is the demo plugin's).
 
 Added to the `clinseek` group by the plugin's register_commands hook; heavy imports stay inside the commands.
 """
@@ -13,7 +13,7 @@ import click
 from clinseek.errors import UserError
 
 
-@click.group("models", help="Chest X-ray model cards: check, train the phantom, export torch models to ONNX.")
+@click.group("models", help="Chest X-ray model cards: check, export torch models to ONNX.")
 def models() -> None:
     pass
 
@@ -40,25 +40,6 @@ def models_check(card: Path, providers: str) -> None:
     if c.evaluation and c.evaluation.auroc:
         aucs = ", ".join(f"{k} {v:.3f}" for k, v in c.evaluation.auroc.items() if v is not None)
         click.echo(f"evaluation {c.evaluation.dataset}: AUROC {aucs}")
-
-
-@models.command("train-phantom")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("models"), show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n-train", type=int, default=None, help="training images (default: the committed artifact's)")
-@click.option("--epochs", type=int, default=None, help="epochs (default: the committed artifact's)")
-def models_train_phantom(out_dir: Path, seed: int, n_train: int | None, epochs: int | None) -> None:
-    """Train the phantom CNN on synthetic radiographs and write <out>/phantom_cxr.onnx and its card (needs torch)."""
-    _need_torch("train-phantom")
-    from .phantom import PhantomPlan, train_phantom
-
-    plan = PhantomPlan(seed=seed)
-    if n_train is not None:
-        plan.n_train, plan.n_val, plan.n_test = n_train, max(50, n_train // 5), max(50, n_train // 4)
-    if epochs is not None:
-        plan.epochs = epochs
-    card = train_phantom(out_dir, plan, log=lambda m: click.echo(m, err=True))
-    click.echo(str(card))
 
 
 @models.command("export")

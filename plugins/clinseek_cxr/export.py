@@ -35,8 +35,6 @@ def export_model(net, out_dir: Path, *, name: str, labels: list[str], input_size
     """
     import torch
 
-    from .phantom import export_onnx
-
     out_dir = Path(out_dir)
     onnx_path = out_dir / f"{name}.onnx"
     net = net.eval()
@@ -147,3 +145,18 @@ def export_torchxrayvision(model_name: str, weights: Path | None, out_dir: Path,
         license="Apache-2.0 (torchxrayvision); check each training set's terms",
         intended_use="Research; the operating thresholds are torchxrayvision's published ones.",
         limitations=["Frontal views; trained on public datasets with label noise.", "Not a medical device."])
+
+
+def export_onnx(net, path: Path, input_size: int, channels: int = 1, input_name: str = "image",
+                output_name: str = "logits", opset: int = 17) -> None:
+    """Export with a dynamic batch axis through the TorchScript exporter (no onnxscript needed)."""
+    import torch
+
+    net.eval()
+    dummy = torch.zeros(1, channels, input_size, input_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(net, (dummy,), str(path), dynamo=False, input_names=[input_name],
+                          output_names=[output_name],
+                          dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
+                          opset_version=opset, do_constant_folding=True)

@@ -3,7 +3,6 @@ through the same scoped subqueries as the tools (same patient, cutoff and maskin
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 from clinseek.toolsets import Binding, Episode
 
@@ -14,28 +13,10 @@ MAX_VALUE_CHARS = 300
 WINDOW_START = "__clinseek_window_start__"   # a per-binding literal, filled in by run_sql
 
 
-def curated_events(toolset_or_connection, binding: Binding, window_hours: float = 24,
-                   max_events: int = 100) -> str:
+def curated_events(toolset, binding: Binding, window_hours: float = 24, max_events: int = 100) -> str:
     """Events of `binding`'s patient within `window_hours` before its prediction time, at most `max_events`,
-    newest first, as compact text. Accepts an opened EhrToolset, or a DuckDB path (opened with mimic_iv)."""
-    toolset, owned = _toolset(toolset_or_connection)
-    try:
-        return _curate(toolset, binding, window_hours, max_events)
-    finally:
-        if owned:
-            toolset.close()
-
-
-def _toolset(obj):
-    from clinseek_ehr.toolset import EhrConfig, EhrToolset
-
-    if isinstance(obj, EhrToolset):
-        return obj, False
-    if isinstance(obj, (str, Path)):
-        ts = EhrToolset(EhrConfig(database=str(obj)), None)
-        ts.open()
-        return ts, True
-    raise TypeError("curated_events needs an opened EhrToolset or a database path")
+    newest first, as compact text, read through an opened EhrToolset (`EhrToolset.curate`)."""
+    return _curate(toolset, binding, window_hours, max_events)
 
 
 def _curate(toolset, binding: Binding, window_hours: float, max_events: int) -> str:
