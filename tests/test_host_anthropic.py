@@ -188,3 +188,40 @@ def test_public_api_is_outside_the_site_unless_a_local_gateway():
     assert host(base_url="http://127.0.0.1:9000").site_local
     assert host(site_local=True).site_local
     assert host().describe() == {"provider": "anthropic", "model": "m", "base_url": None, "site_local": False}
+
+
+async def test_preflight_and_the_breaker_for_anthropic(server):
+    import socket
+
+    from clinseek.hosts.errors import HostUnreachable
+
+    seen = []
+
+    async def handler(request, original=server._handle):
+        seen.append(request)
+        return await original(request)
+
+    server.handler = handler
+    check = make_host(server).preflight()  # the fake has no /v1/models: a live server all the same
+    assert check.reachable and check.status == 404 and "/v1/models" in check.notes[0]
+    assert seen[0].path == "/v1/models" and seen[0].headers["x-api-key"] == "sk-ant-secret"
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    dead = make_host(server, base_url=f"http://127.0.0.1:{port}")
+    assert not dead.preflight().reachable
+    with pytest.raises(HostUnreachable, match=f"cannot reach http://127.0.0.1:{port}"):
+        await dead.generate(MESSAGES, TOOLS, GenerateContext())
+    await dead.aclose()
+
+
+async def test_a_text_block_without_text_is_a_malformed_reply(server):
+    server.default = lambda request: Reply(200, {"id": "m", "type": "message", "role": "assistant",
+                                                 "content": [{"type": "text", "text": None}],
+                                                 "usage": {"input_tokens": 1, "output_tokens": 1}})
+    host = make_host(server, max_retries=0)
+    with pytest.raises(HostError, match=r"content\[0\].text is not a string") as info:
+        await host.generate(MESSAGES, TOOLS, GenerateContext())
+    await host.aclose()
+    assert not isinstance(info.value, HostRequestRejected)

@@ -121,3 +121,26 @@ def test_anthropic_thinking_survives_the_engine_and_is_replayed(tmp_path, regist
     assert [b["type"] for b in second[1]["content"]] == ["thinking", "tool_use"]
     assert second[1]["content"][0]["signature"] == "sig-9"
     assert second[2]["content"][0]["type"] == "tool_result" and second[2]["content"][0]["tool_use_id"] == "tu_1"
+
+
+def test_a_null_message_fails_that_episode_and_the_run_goes_on(tmp_path, registry, capsys, server):
+    from fake_servers.http import Reply
+
+    replies = {"n": 0}
+
+    def null_for_the_first_episode(request):
+        replies["n"] += 1
+        if replies["n"] <= 2:  # the first episode's request and its one retry
+            return Reply(200, {"id": "chatcmpl-n", "object": "chat.completion", "choices": [{"message": None}]})
+        return echo_then_finish(request)
+
+    server.default = null_for_the_first_episode
+    host = {"provider": "openai", "base_url": server.base_url, "model": "fake-model", "max_retries": 1,
+            "backoff_base_s": 0.001}
+    recipe = write_recipe(tmp_path, host=host, n_tasks=3, output={"dir": str(tmp_path / "runs"), "report": False})
+    code, out, err = run_cli(capsys, "apply", str(recipe), "--quiet", "--workers", "1")
+    assert code == 1, err  # episodes ended in error: exit 1, not an aborted run (2)
+    _, results = results_of(tmp_path)
+    by_qid = {r["qid"]: r for r in results}
+    assert by_qid["q0"]["status"] == "error" and "choices[0].message is null" in by_qid["q0"]["reason"]
+    assert by_qid["q1"]["status"] == by_qid["q2"]["status"] == "completed"

@@ -343,3 +343,63 @@ async def test_retries_are_reported_as_run_warnings_without_the_key(server):
     await host.aclose()
     assert len(warnings) == 1 and "HTTP 503" in warnings[0] and "retry 1/6" in warnings[0]
     assert "sk-secret-123" not in warnings[0]
+
+
+def _reply_with(message=None, **choice) -> Reply:
+    return Reply(200, {"id": "chatcmpl-m", "object": "chat.completion",
+                       "choices": [{"index": 0, "message": message, **choice}]})
+
+
+@pytest.mark.parametrize("body, named", [
+    (_reply_with(None), "choices[0].message is null"),
+    (_reply_with("hello"), "choices[0].message is a string, not an object"),
+    (_reply_with({"role": "assistant", "content": 5}), "choices[0].message.content is a number"),
+    (_reply_with({"role": "assistant", "content": [{"type": "text", "text": "x"}]}),
+     "choices[0].message.content is a list"),
+    (_reply_with({"role": "assistant", "content": None, "tool_calls": "finish"}),
+     "choices[0].message.tool_calls is a string, not a list"),
+    (_reply_with({"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "function": None}]}),
+     "choices[0].message.tool_calls[0] has no function"),
+    (_reply_with({"role": "assistant", "content": None,
+                  "tool_calls": [{"id": "c1", "function": {"name": "finish", "arguments": 7}}]}),
+     "tool_calls[0].function.arguments is a number"),
+    (_reply_with({"role": "assistant", "content": None,
+                  "tool_calls": [{"id": "c1", "function": {"name": None, "arguments": "{}"}}]}),
+     "tool_calls[0].function.name is null"),
+    (Reply(200, {"id": "x", "choices": ["oops"]}), "choices[0] is a string, not an object"),
+    (Reply(200, [1, 2]), "the reply is a list, not a JSON object"),
+])
+async def test_a_malformed_reply_fails_the_call_and_names_the_field(server, body, named):
+    server.default = lambda request: body
+    host = make_host(server, max_retries=1)
+    with pytest.raises(HostError) as info:
+        await host.generate(MESSAGES, TOOLS, GenerateContext())
+    await host.aclose()
+    # An episode error, not a rejected request: the run goes on with the other episodes.
+    assert not isinstance(info.value, HostRequestRejected) and not getattr(info.value, "aborts_run", False)
+    assert "malformed reply" in str(info.value) and named in str(info.value)
+    assert len(server.requests) == 2  # retried like any malformed body
+
+
+async def test_arguments_sent_as_an_object_and_odd_usage_are_accepted(server):
+    server.script.append(Reply(200, {"id": "c", "choices": [{"message": {"role": "assistant", "content": None,
+                         "tool_calls": [{"id": "t1", "function": {"name": "ehr_sql", "arguments": {"query": "q"}}}]},
+                         "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": None, "completion_tokens": "3"}}))
+    host = make_host(server)
+    r = await host.generate(MESSAGES, TOOLS, GenerateContext())
+    await host.aclose()
+    assert [(c.name, c.arguments) for c in r.tool_calls] == [("ehr_sql", {"query": "q"})]
+    assert (r.usage.input_tokens, r.usage.output_tokens) == (0, 0)
+
+
+async def test_an_unexpected_failure_ends_the_episode_not_the_run(server, monkeypatch):
+    host = make_host(server)
+
+    def broken(completion, tools):
+        raise AttributeError("'NoneType' object has no attribute 'x'")
+
+    monkeypatch.setattr(host, "parse_completion", broken)
+    with pytest.raises(HostError) as info:
+        await host.generate(MESSAGES, TOOLS, GenerateContext())
+    await host.aclose()
+    assert not isinstance(info.value, HostRequestRejected) and "AttributeError" in str(info.value)

@@ -37,6 +37,7 @@ class AnthropicHost(ServedHost):
     provider = "anthropic"
     Config = AnthropicConfig
     config: AnthropicConfig
+    default_base_url = "https://api.anthropic.com"
 
     def __init__(self, config: AnthropicConfig, context: Any = None):
         super().__init__(config, context)
@@ -69,6 +70,14 @@ class AnthropicHost(ServedHost):
             except RuntimeError:
                 pass
             self._client = None
+
+    def preflight_request(self) -> tuple[str, dict[str, str]] | None:
+        base = (self.config.base_url or self.default_base_url).rstrip("/")
+        headers = {"anthropic-version": "2023-06-01"}
+        key = self.api_key("ANTHROPIC_API_KEY")
+        if key:
+            headers["x-api-key"] = key
+        return f"{base}/v1/models", headers
 
     def build_request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
         cfg = self.config
@@ -114,15 +123,22 @@ class AnthropicHost(ServedHost):
         blocks = getattr(message, "content", None)
         if blocks is None:
             raise ValueError("the reply has no content")
+        if not isinstance(blocks, list):
+            raise ValueError(f"content is a {type(blocks).__name__}, not a list of blocks")
         names = ToolNames([t["name"] for t in tools])
         texts: list[str] = []
         calls: list[ToolCall] = []
         thinking: list[dict[str, Any]] = []
-        for block in blocks:
+        for i, block in enumerate(blocks):
             kind = getattr(block, "type", None)
             if kind == "text":
+                if not isinstance(getattr(block, "text", None), str):
+                    raise ValueError(f"content[{i}].text is not a string")
                 texts.append(block.text)
             elif kind == "tool_use":
+                if not isinstance(getattr(block, "name", None), str) or not isinstance(getattr(block, "id", None),
+                                                                                        str):
+                    raise ValueError(f"content[{i}] (tool_use) has no name or id")
                 args = block.input
                 if isinstance(args, dict):
                     calls.append(ToolCall(id=block.id, name=names.canonical(block.name), arguments=args))
@@ -154,12 +170,18 @@ class AnthropicHost(ServedHost):
             headers = dict(exc.response.headers) if getattr(exc, "response", None) is not None else None
             return status_failure(exc.status_code, _server_message(exc), retry_after_seconds(headers),
                                   self.config.model, KEY_HINT)
-        if isinstance(exc, anthropic.APITimeoutError):
-            return Failure(f"no reply within {self.config.timeout_s:g}s (timeout)", True,
-                           hint="raise host.timeout_s")
-        if isinstance(exc, anthropic.APIConnectionError):
-            return Failure(f"could not reach the server: {exc.__cause__ or exc}", True,
-                           hint="check host.base_url and the network path to the API")
+        if isinstance(exc, anthropic.APIConnectionError):  # APITimeoutError too: a connect timeout is one
+            from clinseek.hosts.preflight import connect_failure
+
+            down = connect_failure(exc, self.netloc())
+            if down is not None:
+                return Failure(f"could not reach the server: {down}", True, unreachable=True,
+                               hint="check host.base_url and the network path to the API")
+            if isinstance(exc, anthropic.APITimeoutError):
+                return Failure(f"no reply within {self.config.timeout_s:g}s (timeout)", True,
+                               hint="raise host.timeout_s")
+            return Failure(f"the connection to the server failed: {exc.__cause__ or exc}", True,
+                           hint="check the network path to the API (the connection was closed or reset)")
         if isinstance(exc, (anthropic.APIResponseValidationError, ValueError)):
             return Failure(f"the server sent a malformed reply: {exc}", True)
         return Failure(f"{type(exc).__name__}: {exc}", False)

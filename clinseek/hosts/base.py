@@ -86,6 +86,21 @@ class HostResponse:
 
 
 @dataclass
+class HostCheck:
+    """The answer to "is the host up?" (`Host.preflight`). Only a connection that could not be opened (refused,
+    a name that does not resolve, no route, no connection in time) makes a host unreachable; any HTTP answer,
+    401 and 404 included, shows a live server and goes into `notes`."""
+
+    url: str  # what was tried, secrets redacted
+    reachable: bool
+    status: int | None = None
+    problem: str | None = None  # why it could not be reached
+    hint: str | None = None
+    notes: list[str] = field(default_factory=list)
+    body: bytes = field(default=b"", repr=False)  # the answer, for provider-specific notes
+
+
+@dataclass
 class GenerateContext:
     """What a host may know about the call besides the messages: used by the rules host, caches and logs."""
 
@@ -125,16 +140,94 @@ class Host:
         """Provider, model and address for the manifest (never secrets)."""
         return {"provider": self.provider}
 
+    def preflight(self) -> HostCheck | None:
+        """One cheap request that shows the model server is up, made before a run's first episode (blocking).
+        None: nothing to check (in-process hosts)."""
+        return None
 
-def address_is_local(url: str | None) -> bool:
-    """Loopback, private and link-local addresses (and localhost) count as inside the site."""
-    if not url:
-        return False
-    host = urlparse(url if "://" in url else f"http://{url}").hostname or ""
-    if host in ("localhost",) or host.endswith(".localhost") or host.endswith(".local"):
-        return True
+
+# Inside the site: loopback, "this host" (0.0.0.0, ::, which reach the local machine) and the private ranges.
+_SITE_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
+    "127.0.0.0/8", "0.0.0.0/32", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "::/128", "fc00::/7"))
+# Never inside: anything on the link can answer there (169.254.169.254 is the cloud metadata service).
+_LINK_LOCAL = tuple(ipaddress.ip_network(n) for n in ("169.254.0.0/16", "fe80::/10"))
+
+
+def _host_of(value: str) -> str:
+    value = value.strip()
+    bare = value.strip("[]").split("%")[0]
+    if _ip_of(bare) is not None:  # a bare address (an IPv6 one has no brackets to tell it from a port)
+        return bare.lower()
+    host = urlparse(value if "://" in value else f"http://{value}").hostname or ""
+    return host.split("%")[0].rstrip(".").lower()  # no IPv6 zone; "name." is "name"
+
+
+def _ip_of(host: str) -> Any:
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
+        return None
+    return getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:169.254.169.254 is 169.254.169.254
+
+
+def site_host_problem(entry: Any) -> str | None:
+    """Why a `site_hosts` entry can never count as inside the site (or is not an entry at all); None if fine."""
+    if not isinstance(entry, str) or not entry.strip():
+        return "must be a host name, an IP address or a network such as 10.1.0.0/16"
+    text = entry.strip()
+    if "/" in text and "://" not in text:
+        try:
+            net = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            return f"{text!r} is not a network (write e.g. 10.1.0.0/16)"
+        if any(net.version == ll.version and net.overlaps(ll) for ll in _LINK_LOCAL):
+            return f"{text!r} covers link-local addresses, which never count as inside the site"
+        if net.prefixlen < (8 if net.version == 4 else 16):
+            return f"{text!r} is too broad to be one site's network"
+        return None
+    host = _host_of(text)
+    if not host:
+        return f"{text!r} is not a host name or address"
+    ip = _ip_of(host)
+    if ip is not None and any(ip in ll for ll in _LINK_LOCAL):
+        return f"{text!r} is a link-local address, which never counts as inside the site"
+    if ip is None and (host == "local" or host.endswith(".local")):
+        return f"{text!r} is an mDNS (.local) name, which any machine on the network can answer for"
+    return None
+
+
+def address_is_local(url: str | None, site_hosts: Any = ()) -> bool:
+    """Whether data sent to `url` stays inside the site: loopback, private ranges, localhost and *.localhost,
+    and the site's own `site_hosts` (names, `*.domain` suffixes, addresses or networks). Link-local addresses
+    (169.254.0.0/16, fe80::/10) and mDNS `*.local` names never are, listed or not."""
+    if not url:
         return False
-    return ip.is_loopback or ip.is_private or ip.is_link_local
+    host = _host_of(url)
+    if not host:
+        return False
+    ip = _ip_of(host)
+    if ip is not None and any(ip in ll for ll in _LINK_LOCAL):
+        return False
+    if ip is None and (host == "local" or host.endswith(".local")):
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    if ip is not None and any(ip in net for net in _SITE_NETWORKS):
+        return True
+    for entry in site_hosts or ():
+        if site_host_problem(entry) is not None:
+            continue
+        text = entry.strip()
+        if "/" in text and "://" not in text:
+            if ip is not None and ip in ipaddress.ip_network(text, strict=False):
+                return True
+            continue
+        if text.startswith("*."):
+            suffix = text[1:].rstrip(".").lower()
+            if ip is None and host.endswith(suffix):
+                return True
+            continue
+        listed = _host_of(text)
+        if host == listed or (ip is not None and ip == _ip_of(listed)):
+            return True
+    return False

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clinseek.hosts.base import HostResponse, ToolCall, Usage
+from clinseek.paths import default_cache_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS responses (
@@ -27,11 +28,6 @@ CREATE TABLE IF NOT EXISTS responses (
     response TEXT NOT NULL
 );
 """
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("CLINSEEK_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "clinseek"
 
 
 def default_cache_path(context: Any = None) -> Path:

@@ -26,3 +26,19 @@ class HostRequestRejected(HostError):
 
     exit_code = 2
     aborts_run = True
+
+
+class HostUnreachable(HostError):
+    """The model server cannot be reached: several connection attempts in a row failed (refused, a name that does
+    not resolve, no route), across episodes, with no reply in between (`host.stop_after_connection_failures`).
+
+    Every other episode would only wait out its retries, so the run stops: finished episodes are kept, episodes in
+    flight are not recorded, and `clinseek apply ... --resume RUN_DIR` finishes the run once the server is up.
+    """
+
+    exit_code = 2
+    aborts_run = True
+
+    def __init__(self, message: str, *, url: str, where: str | None = None, hint: str | None = None):
+        self.url = url
+        super().__init__(message, where=where, hint=hint, retryable=True)

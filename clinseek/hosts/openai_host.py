@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from clinseek.hosts.base import GenerateContext, HostResponse, ToolCall, Usage, address_is_local
+from clinseek.hosts.base import GenerateContext, HostCheck, HostResponse, ToolCall, Usage, address_is_local
 from clinseek.hosts.provider import Failure, ServedConfig, ServedHost, ToolNames, status_failure
 from clinseek.hosts.textcalls import parse_arguments, parse_text_tool_calls, split_thinking
 
@@ -32,6 +32,7 @@ class OpenAIHost(ServedHost):
     provider = "openai"
     Config = OpenAIConfig
     config: OpenAIConfig
+    default_base_url = "https://api.openai.com/v1"
 
     def __init__(self, config: OpenAIConfig, context: Any = None):
         super().__init__(config, context)
@@ -106,41 +107,64 @@ class OpenAIHost(ServedHost):
 
     async def _request(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                        ctx: GenerateContext) -> HostResponse:
-        from openai.types.chat import ChatCompletion
-
         # client.post (the SDK's documented raw call) skips create()'s per-field transform of the whole
         # conversation, which costs milliseconds per turn on long histories; the body is already wire format.
+        # The reply comes back as plain JSON (cast_to=object): parse_completion checks every field it reads.
         body = self.build_request(messages, tools)
         shards, load = self._clients()
         i = min(range(len(load)), key=load.__getitem__)
         load[i] += 1
         try:
-            completion = await shards[i].post("/chat/completions", cast_to=ChatCompletion, body=body)
+            completion = await shards[i].post("/chat/completions", cast_to=object, body=body)
         finally:
             load[i] -= 1
         return self.parse_completion(completion, tools)
 
     def parse_completion(self, completion: Any, tools: list[dict[str, Any]]) -> HostResponse:
-        choices = getattr(completion, "choices", None)
+        """A chat completion (its JSON, or an SDK object) -> HostResponse; MalformedReply names what is wrong."""
+        if not isinstance(completion, dict) and hasattr(completion, "model_dump"):
+            completion = completion.model_dump(mode="json", warnings=False)
+        if not isinstance(completion, dict):
+            raise MalformedReply(f"the reply is {_kind(completion)}, not a JSON object")
+        choices = completion.get("choices")
         if not choices:
             raise MalformedReply("the reply has no choices")
+        if not isinstance(choices, list):
+            raise MalformedReply(f"choices is {_kind(choices)}, not a list")
         choice = choices[0]
-        message = choice.message
+        if not isinstance(choice, dict):
+            raise MalformedReply(f"choices[0] is {_kind(choice)}, not an object")
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise MalformedReply(f"choices[0].message is {_kind(message)}, not an object")
+        content = message.get("content")
+        if content is not None and not isinstance(content, str):
+            raise MalformedReply(f"choices[0].message.content is {_kind(content)}, not a string or null")
+        raw_calls = message.get("tool_calls")
+        if raw_calls is not None and not isinstance(raw_calls, list):
+            raise MalformedReply(f"choices[0].message.tool_calls is {_kind(raw_calls)}, not a list")
         names = ToolNames([t["name"] for t in tools])
         calls: list[ToolCall] = []
-        for i, tc in enumerate(message.tool_calls or []):
-            fn = getattr(tc, "function", None)
-            if fn is None:
-                continue
-            raw = fn.arguments
+        for i, tc in enumerate(raw_calls or []):
+            at = f"choices[0].message.tool_calls[{i}]"
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            if not isinstance(fn, dict):
+                raise MalformedReply(f"{at} has no function object")
+            name, raw, call_id = fn.get("name"), fn.get("arguments"), tc.get("id")
+            if not isinstance(name, str) or not name:
+                raise MalformedReply(f"{at}.function.name is {_kind(name)}, not a tool name")
+            if isinstance(raw, dict):  # some servers send the object itself
+                raw = json.dumps(raw, ensure_ascii=False)
+            if raw is not None and not isinstance(raw, str):
+                raise MalformedReply(f"{at}.function.arguments is {_kind(raw)}, not a JSON string")
+            if call_id is not None and not isinstance(call_id, str):
+                raise MalformedReply(f"{at}.id is {_kind(call_id)}, not a string")
             arguments, problem = parse_arguments(raw)
-            calls.append(ToolCall(id=tc.id or f"call_{i}", name=names.canonical(fn.name or ""),
+            calls.append(ToolCall(id=call_id or f"call_{i}", name=names.canonical(name),
                                   arguments=arguments, raw_arguments=raw, error=problem))
-        content = message.content
         provider_data: dict[str, Any] = {}
-        extra = getattr(message, "model_extra", None) or {}
-        reasoning = extra.get("reasoning_content") or extra.get("reasoning")
-        if reasoning:
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
             provider_data["reasoning_content"] = reasoning
         if content and "</think>" in content:  # a server without a reasoning parser
             thought, content = split_thinking(content)
@@ -155,35 +179,73 @@ class OpenAIHost(ServedHost):
                 calls, content = found.calls, found.content
                 provider_data["text_tool_calls"] = True
         usage = Usage()
-        u = getattr(completion, "usage", None)
-        if u is not None:
-            usage.input_tokens = u.prompt_tokens or 0
-            usage.output_tokens = u.completion_tokens or 0
-            details = getattr(u, "prompt_tokens_details", None)
-            usage.cached_tokens = (getattr(details, "cached_tokens", None) or 0) if details is not None else 0
-        return HostResponse(content=content, tool_calls=calls, usage=usage, response_id=completion.id,
-                            finish_reason=choice.finish_reason, provider_data=provider_data)
+        u = completion.get("usage")
+        if isinstance(u, dict):  # counts that are missing or not numbers count as 0
+            details = u.get("prompt_tokens_details")
+            usage.input_tokens = _count(u.get("prompt_tokens"))
+            usage.output_tokens = _count(u.get("completion_tokens"))
+            usage.cached_tokens = _count(details.get("cached_tokens")) if isinstance(details, dict) else 0
+        response_id, finish = completion.get("id"), choice.get("finish_reason")
+        return HostResponse(content=content, tool_calls=calls, usage=usage,
+                            response_id=response_id if isinstance(response_id, str) else None,
+                            finish_reason=finish if isinstance(finish, str) else None, provider_data=provider_data)
+
+    # Pre-flight: GET <base_url>/models, which every OpenAI-compatible server answers ----------------------------
+    def preflight_request(self) -> tuple[str, dict[str, str]] | None:
+        base = (self.config.base_url or self.default_base_url).rstrip("/")
+        return f"{base}/models", {"Authorization": f"Bearer {self.api_key('OPENAI_API_KEY') or 'EMPTY'}"}
+
+    def preflight_notes(self, check: HostCheck) -> None:
+        from clinseek.hosts.preflight import json_body
+
+        data = json_body(check) if check.status == 200 else None
+        listed = data.get("data") if isinstance(data, dict) else None
+        ids = [m.get("id") for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
+        if ids and self.config.model not in ids:
+            shown = ", ".join(str(i) for i in ids[:10]) + (", ..." if len(ids) > 10 else "")
+            check.notes.append(f"the server does not list model {self.config.model!r} (it serves: {shown}); "
+                               f"check host.model")
 
     def _failure(self, exc: Exception) -> Failure:
         import openai
+
+        from clinseek.hosts.preflight import connect_failure
 
         if isinstance(exc, openai.APIStatusError):
             return status_failure(exc.status_code, _server_message(exc), _retry_after(exc), self.config.model,
                                   "set host.api_key (e.g. api_key: ${env:OPENAI_API_KEY}) to a key this server "
                                   "accepts")
-        if isinstance(exc, openai.APITimeoutError):
-            return Failure(f"no reply within {self.config.timeout_s:g}s (timeout)", True,
-                           hint="raise host.timeout_s, or lower host.max_concurrency if the server is saturated")
-        if isinstance(exc, openai.APIConnectionError):
-            return Failure(f"could not reach the server: {exc.__cause__ or exc}", True,
-                           hint="check host.base_url and that the server is running")
+        if isinstance(exc, openai.APIConnectionError):  # APITimeoutError too: a connect timeout is one
+            down = connect_failure(exc, self.netloc())
+            if down is not None:
+                return Failure(f"could not reach the server: {down}", True, unreachable=True,
+                               hint="check host.base_url and that the server is running")
+            if isinstance(exc, openai.APITimeoutError):
+                return Failure(f"no reply within {self.config.timeout_s:g}s (timeout)", True,
+                               hint="raise host.timeout_s, or lower host.max_concurrency if the server is "
+                                    "saturated")
+            return Failure(f"the connection to the server failed: {exc.__cause__ or exc}", True,
+                           hint="check that the server is healthy (it closed or reset the connection)")
         if isinstance(exc, (openai.APIResponseValidationError, MalformedReply, ValueError)):
-            return Failure(f"the server sent a malformed reply: {exc}", True)
+            return Failure(f"the server sent a malformed reply: {exc}", True,
+                           hint="the reply does not follow the chat-completions format; check the server's log "
+                                "and version (its tool-call or reasoning parser may have failed)")
         return Failure(f"{type(exc).__name__}: {exc}", False)
 
 
 class MalformedReply(Exception):
-    pass
+    """The server answered, but not with a chat completion this host can read (the message says which field)."""
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {str: "a string", bool: "a boolean", int: "a number", float: "a number", list: "a list",
+            dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _retry_after(exc: Any) -> float | None:

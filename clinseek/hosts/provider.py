@@ -2,8 +2,9 @@
 
 `CachingHost` wraps a provider's `_generate` with the response cache. `ServedHost` adds, for hosts reached over
 the network, the retry loop (exponential backoff with jitter; Retry-After honoured; 4xx other than 429 never
-retried), the per-host limiter (concurrency, requests and tokens per minute) and request timeouts. A provider
-implements `_request` (one attempt) and `_failure` (what an exception from it means).
+retried), the per-host limiter (concurrency, requests and tokens per minute), request timeouts, the pre-flight
+check and the circuit breaker (connection failures in a row, across episodes, stop the run). A provider implements
+`_request` (one attempt) and `_failure` (what an exception from it means).
 """
 from __future__ import annotations
 
@@ -17,16 +18,17 @@ from typing import Any
 
 from pydantic import Field, SecretStr
 
-from clinseek.hosts.base import GenerateContext, Host, HostConfig, HostResponse
+from clinseek.hosts.base import GenerateContext, Host, HostCheck, HostConfig, HostResponse
 from clinseek.hosts.cache import ResponseCache, cache_key, open_cache, resolve_cache_path
-from clinseek.hosts.errors import HostError, HostRequestRejected
+from clinseek.hosts.errors import HostError, HostRequestRejected, HostUnreachable
 from clinseek.hosts.limits import RateLimiter, backoff_delay, estimate_tokens
+from clinseek.redact import add_secret, redact_text
 
 # Config fields that do not change what the model answers, so they stay out of the cache key.
 NOT_IN_CACHE_KEY = frozenset({
     "provider", "site_local", "price", "api_key", "cache", "timeout_s", "max_retries", "backoff_base_s",
     "backoff_max_s", "max_retry_wait_s", "max_concurrency", "requests_per_minute", "tokens_per_minute",
-    "base_url", "model", "device",
+    "base_url", "model", "device", "preflight", "stop_after_connection_failures",
 })
 
 
@@ -54,6 +56,10 @@ class ServedConfig(ProviderConfig):
     requests_per_minute: int | None = Field(default=None, ge=1)
     tokens_per_minute: int | None = Field(default=None, ge=1)
     text_tool_calls: bool = Field(default=True, description="recover tool calls written as text in the reply")
+    preflight: bool = Field(default=True, description="check the server is up before the first episode")
+    stop_after_connection_failures: int = Field(
+        default=3, ge=0, description="stop the run after this many connection failures in a row, across "
+                                     "episodes (0: never; each episode then spends its retries)")
 
 
 class CachingHost(Host):
@@ -91,7 +97,7 @@ class CachingHost(Host):
         out: dict[str, Any] = {"provider": self.provider, "model": getattr(self.config, "model", None)}
         base_url = getattr(self.config, "base_url", None)
         if base_url is not None or "base_url" in type(self.config).model_fields:
-            out["base_url"] = base_url
+            out["base_url"] = redact_text(base_url) if isinstance(base_url, str) else base_url
         out["site_local"] = self.site_local
         return out
 
@@ -110,12 +116,14 @@ class Failure:
     status: int | None = None
     retry_after: float | None = None
     hint: str | None = None
+    unreachable: bool = False  # no connection could be opened: counts toward the circuit breaker
 
 
 class ServedHost(CachingHost):
     """A host behind an HTTP API: retries, limits and timeouts around `_request`."""
 
     config: ServedConfig
+    default_base_url: str | None = None  # where the SDK goes when base_url is not set
 
     def __init__(self, config: ServedConfig, context: Any = None):
         super().__init__(config, context)
@@ -123,6 +131,12 @@ class ServedHost(CachingHost):
         self._sleep = asyncio.sleep  # tests replace it to see the waits without waiting
         self._rng = random.Random()
         self.retries = 0  # over the host's life, for the manifest
+        # Circuit breaker: connection failures in a row, host-wide; attempts that were in flight together count once.
+        self.connection_failures = 0
+        self._failure_mark = float("-inf")
+        self._tripped: str | None = None
+        if config.api_key is not None:
+            add_secret(config.api_key.get_secret_value())
 
     async def _generate(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                         ctx: GenerateContext) -> HostResponse:
@@ -131,6 +145,8 @@ class ServedHost(CachingHost):
         failure: Failure | None = None
         attempts = cfg.max_retries + 1
         for attempt in range(attempts):
+            if self._tripped is not None:  # another episode found the server gone: do not wait out retries
+                raise self._unreachable()
             async with self.limiter.slot(estimate) as slot:
                 started = time.perf_counter()
                 try:
@@ -144,12 +160,17 @@ class ServedHost(CachingHost):
                 else:
                     response.latency_s = time.perf_counter() - started
                     slot.settle(response.usage.input_tokens + response.usage.output_tokens)
+                    self.connection_failures, self._failure_mark = 0, float("-inf")
                     return response
             assert failure is not None
             failure.message = self.redact(failure.message)
+            failure.hint = self.redact(failure.hint) if failure.hint else failure.hint
+            self._count_connection_failure(failure, started)
             if not failure.retryable:
-                raise HostRequestRejected(failure.message, where=self.where(), hint=failure.hint,
-                                          status=failure.status)
+                if failure.status is not None:  # the server refused this request: every episode would fail alike
+                    raise HostRequestRejected(failure.message, where=self.where(), hint=failure.hint,
+                                              status=failure.status)
+                raise HostError(failure.message, where=self.where(), hint=failure.hint)  # this episode only
             if attempt + 1 >= attempts:
                 break
             if failure.retry_after is not None:
@@ -161,6 +182,9 @@ class ServedHost(CachingHost):
             self.warn(f"{self.where()}: {failure.message}; retry {attempt + 1}/{cfg.max_retries} in {delay:.1f}s")
             await self._sleep(delay)
         assert failure is not None
+        if failure.unreachable and cfg.stop_after_connection_failures:  # retries spent on a server that is gone
+            self._tripped = failure.message.removeprefix("could not reach the server: ")
+            raise self._unreachable()
         raise HostError(f"{failure.message} (gave up after {attempts} attempt{'s' if attempts > 1 else ''})",
                         where=self.where(), status=failure.status, retryable=True,
                         hint=failure.hint or "the server kept failing; check it is up and not overloaded, or "
@@ -173,21 +197,79 @@ class ServedHost(CachingHost):
     def _failure(self, exc: Exception) -> Failure:
         return Failure(f"{type(exc).__name__}: {exc}", retryable=False)
 
+    # Circuit breaker -----------------------------------------------------------------------------------------
+    def _count_connection_failure(self, failure: Failure, started: float) -> None:
+        """Count a failed attempt toward the breaker; raise HostUnreachable once the limit is reached."""
+        if not failure.unreachable:  # the server answered (an error, a timeout after connecting): it is there
+            self.connection_failures, self._failure_mark = 0, float("-inf")
+            return
+        if started >= self._failure_mark:  # attempts that were already in flight when one failed count once
+            self.connection_failures += 1
+            self._failure_mark = time.perf_counter()
+        limit = self.config.stop_after_connection_failures
+        if limit and self.connection_failures >= limit:
+            self._tripped = failure.message.removeprefix("could not reach the server: ")
+            raise self._unreachable()
+
+    def _unreachable(self) -> HostUnreachable:
+        n = self.connection_failures
+        return HostUnreachable(
+            f"cannot reach {self.endpoint()}: {self._tripped}; {n} connection attempt{'s' * (n != 1)} in a row "
+            f"failed, so the run stops", url=self.endpoint(), where=f"host {self.provider} {self.config.model}",
+            hint="start the model server or fix host.base_url (host.stop_after_connection_failures sets how many "
+                 "failures in a row stop a run; 0 never stops)")
+
+    # Pre-flight ----------------------------------------------------------------------------------------------
+    def endpoint(self) -> str:
+        """The server's address as shown to the user (secrets redacted)."""
+        return redact_text(self.config.base_url or self.default_base_url or "(the provider's default address)")
+
+    def netloc(self) -> str:
+        """HOST:PORT of the server, for messages."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.endpoint()).netloc.rpartition("@")[2] or "the server"
+
+    def preflight_request(self) -> tuple[str, dict[str, str]] | None:
+        """The cheap GET that shows the server is up: (url, headers), or None to skip the check."""
+        url = self.config.base_url or self.default_base_url
+        return (url, {}) if url else None
+
+    def preflight(self) -> HostCheck | None:
+        from clinseek.hosts.preflight import PREFLIGHT_TIMEOUT_S, probe, status_note
+
+        request = self.preflight_request()
+        if request is None:
+            return None
+        url, headers = request
+        check = probe(url, headers, timeout_s=min(self.config.timeout_s, PREFLIGHT_TIMEOUT_S))
+        if check.reachable:
+            status_note(check, url[len((self.config.base_url or self.default_base_url or "").rstrip("/")):] or "/")
+            self.preflight_notes(check)
+        check.notes = [self.redact(n) for n in check.notes]
+        return check
+
+    def preflight_notes(self, check: HostCheck) -> None:
+        """Provider-specific remarks on a live server's answer (e.g. the model is not among those served)."""
+
     def where(self) -> str:
-        return f"host {self.provider} {self.config.model}" + (f" at {self.config.base_url}"
+        return f"host {self.provider} {self.config.model}" + (f" at {redact_text(self.config.base_url)}"
                                                               if self.config.base_url else "")
 
     def api_key(self, env_var: str | None) -> str | None:
         if self.config.api_key is not None:
             return self.config.api_key.get_secret_value()
-        return os.environ.get(env_var) if env_var else None
+        key = os.environ.get(env_var) if env_var else None
+        if key:
+            add_secret(key)
+        return key
 
     def redact(self, text: str) -> str:
-        """Never echo the key, even when a server quotes it back."""
+        """Never echo the key, even when a server quotes it back, nor any other registered secret."""
         key = self.config.api_key.get_secret_value() if self.config.api_key is not None else None
         if key and len(key) >= 6:
             text = text.replace(key, "***")
-        return text
+        return redact_text(text)
 
 
 def status_failure(status: int, message: str, retry_after: float | None, model: str,

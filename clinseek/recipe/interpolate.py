@@ -24,9 +24,15 @@ def lookup_site(site: dict[str, Any], dotted: str) -> Any:
 
 
 def interpolate(data: Any, site: dict[str, Any] | None, where: Callable[[tuple], str | None],
-                secrets: set[str], path: tuple = ()) -> tuple[Any, list[str]]:
-    """Return (data with references replaced, problems). Secret-looking values are added to `secrets`."""
+                secrets: set[str], path: tuple = (), failed: set[tuple] | None = None) -> tuple[Any, list[str]]:
+    """Return (data with references replaced, problems). Secret-looking values are added to `secrets`; the
+    paths of values whose reference could not be resolved are added to `failed` when given."""
     problems: list[str] = []
+
+    def fail(p: tuple, message: str) -> None:
+        problems.append(_fmt(where(p), message))
+        if failed is not None:
+            failed.add(p)
 
     def walk(value: Any, p: tuple) -> Any:
         if isinstance(value, dict):
@@ -45,21 +51,19 @@ def interpolate(data: Any, site: dict[str, Any] | None, where: Callable[[tuple],
             elif default is not None:
                 val = default
             else:
-                problems.append(_fmt(where(p), f"environment variable {name} is not set "
-                                                f"(set it, or write ${{env:{name}:-default}})"))
+                fail(p, f"environment variable {name} is not set (set it, or write ${{env:{name}:-default}})")
                 return None
             if key_is_secret or SECRET_KEY.search(name):
                 secrets.add(str(val))
             return val
         if site is None:
-            problems.append(_fmt(where(p), f"${{site:{name}}} needs a site file: pass --site site.yaml "
-                                           f"with the key {name}"))
+            fail(p, f"${{site:{name}}} needs a site file: pass --site site.yaml with the key {name}")
             return None
         try:
             val = lookup_site(site, name)
         except KeyError:
-            problems.append(_fmt(where(p), f"site key {name!r} is not set in the site file "
-                                           f"(add it there, e.g. `{name.split('.')[-1]}: ...`)"))
+            fail(p, f"site key {name!r} is not set in the site file "
+                    f"(add it there, e.g. `{name.split('.')[-1]}: ...`)")
             return None
         if key_is_secret or SECRET_KEY.search(name) or name.split(".")[0] == "secrets":
             secrets.add(str(val))
@@ -69,7 +73,8 @@ def interpolate(data: Any, site: dict[str, Any] | None, where: Callable[[tuple],
         whole = REF.fullmatch(text)
         if whole:  # a value that is one reference keeps the referenced type (int, bool, list)
             return resolve(whole.group(1), whole.group(2), whole.group(3), p)
-        return REF.sub(lambda m: str(resolve(m.group(1), m.group(2), m.group(3), p)), text)
+        from clinseek.redact import substitute  # also records secrets spliced into URLs (clinseek/redact.py)
+        return substitute(REF, text, lambda m: str(resolve(m.group(1), m.group(2), m.group(3), p)), secrets)
 
     return walk(data, path), problems
 
