@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from clinseek.errors import UserError
+from clinseek.runs import MANIFEST
 
 
 @dataclass
@@ -30,11 +31,15 @@ class RunSummary:
 def load_run(path: Path) -> RunSummary:
     from clinseek.scoring import load_run_rows, score_rows
 
-    rows = load_run_rows(path)
+    rows = load_run_rows(path, warn=lambda m: click.echo(f"warning: {m}", err=True))
     if not rows:
         raise UserError(f"{path} has no results yet", hint="run `clinseek apply` (or --resume) first")
+    if all(r.get("status") == "error" for r in rows):  # no score, not a score of 0 (docs/scoring.md)
+        raise UserError(f"every episode of {path} ended in error: it has no score to compare",
+                        hint="fix the cause (its events.log says it), then `clinseek apply RECIPE --resume "
+                             f"{path} --retry-errors`")
     scores = score_rows(rows)
-    manifest_path = path / "manifest.json"
+    manifest_path = path / MANIFEST
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     name = manifest.get("recipe", {}).get("name") or path.name
     return RunSummary(name=name, path=path, rows=rows, questions={q["qid"]: q for q in scores["per_question"]},
@@ -211,8 +216,12 @@ def to_html(result: dict[str, Any]) -> str:
               help="Also write a self-contained HTML page here.")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the numbers as JSON here.")
-@click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resamples", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Paired bootstrap replicates behind each 95% interval of a difference to run A (questions "
+                   "drawn with replacement, the same draw for both runs; the overall row is stratified by task). "
+                   "More give steadier interval ends and take longer.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the bootstrap's random draws: the same seed gives the same intervals.")
 def compare(runs, html_out, json_out, resamples, seed):
     """Compare runs over the same tasks: scores, paired bootstrap intervals, flips, tool use, tokens, cost.
     The first run is the baseline (A)."""

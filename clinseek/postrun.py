@@ -6,9 +6,13 @@ from typing import Any, Iterator
 
 def finish_run(assembly: Any, run: Any) -> Iterator[str]:
     recipe = assembly.recipe
-    from clinseek.scoring import score_run
+    from clinseek.scoring import NothingScorable, score_run
 
-    scores = score_run(run.path)
+    try:
+        scores = score_run(run.path, scorers=assembly.scorers)
+    except NothingScorable as exc:  # the run's exit status and summary say why; the report shows the reasons
+        scores = {}
+        yield f"score: none ({exc.message})"
     overall = scores.get("overall", {})
     if overall:
         yield f"score: {_fmt_overall(overall)} ({run.path / 'scores.json'})"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from clinseek.errors import UserError
+from clinseek.runs import MANIFEST, RESULTS, SCORES
 
 YES_NO = {"yes", "no"}
 _PUNCT_RE = re.compile(r"[^\w\s]", re.UNICODE)
@@ -134,38 +135,54 @@ def score_rows(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 # Run directories -----------------------------------------------------------------------------------------
 
+class NothingScorable(UserError):
+    """A run with no episode to score (none at all, or all ended in `error`): not a score of 0."""
+
+
 def read_jsonl(path: Path, *, warn: Any = None) -> list[dict[str, Any]]:
-    """Read a jsonl file; a torn last line (a run killed mid-write) is skipped with a warning, not fatal."""
-    rows = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                if warn:
-                    warn(f"{path}:{lineno}: skipped a malformed line")
-    return rows
+    """Read every line of a jsonl file; a torn or malformed line is skipped and, with warn, named (file, line,
+    qid). For one record per episode use clinseek.runs.effective_rows."""
+    from clinseek.runs import read_lines
 
-
-def _dedupe_runs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (qid, run_index): the run dir promises it; be safe with hand-merged files (last one wins)."""
-    seen: dict[tuple, dict] = {}
-    for r in rows:
-        seen[(str(r.get("qid")), r.get("run_index", 0))] = r
-    return list(seen.values())
+    return [row for _, row in read_lines(Path(path), warn)]
 
 
 def load_run_rows(run_dir: Path, *, warn: Any = None) -> list[dict[str, Any]]:
+    """The effective result of each (qid, run_index) of a run (docs/runs.md): a retried episode's last attempt;
+    a duplicated line counts once (with a warning)."""
+    from clinseek.runs import effective_rows
+
     run_dir = Path(run_dir)
-    path = run_dir / "results.jsonl"
+    path = run_dir / RESULTS
     if run_dir.is_file():
         path = run_dir
     if not path.exists():
         raise UserError(f"no results.jsonl in {run_dir}", hint="pass a run directory written by `clinseek apply`, "
                         "or a results file in the reference system's format with --reference")
-    return _dedupe_runs(read_jsonl(path, warn=warn))
+    return list(effective_rows(path, warn, "result").values())
+
+
+def error_summary(rows: list[dict[str, Any]], run_dir: Path | None = None) -> dict[str, Any]:
+    """How many episodes ended in `error`, per reason, and the command that runs them again."""
+    from clinseek.runs import failure_reasons, resume_command
+
+    reasons = failure_reasons(rows)
+    out: dict[str, Any] = {"episodes": len(rows), "errors": sum(reasons.values()), "reasons": reasons}
+    if run_dir is not None and Path(run_dir).is_dir():
+        manifest_path = Path(run_dir) / MANIFEST
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.exists() else {}
+        except ValueError:
+            manifest = {}
+        command = resume_command(Path(run_dir), manifest)
+        out["retry_command"] = command if "--retry-errors" in command else command + " --retry-errors"
+    return out
+
+
+def _reasons_text(reasons: dict[str, int], limit: int = 3) -> str:
+    items = list(reasons.items())
+    text = "; ".join(f"{n} x {r}" for r, n in items[:limit])
+    return text + (f"; {len(items) - limit} other reason(s)" if len(items) > limit else "")
 
 
 def apply_scorers(rows: list[dict[str, Any]], scorers: list[Any], tasks: dict[str, Any] | None = None) -> None:
@@ -184,11 +201,23 @@ def score_run(run_dir: Path | str, *, write: bool = True, reference: bool = Fals
     run_dir = Path(run_dir)
     if reference:
         rows = load_reference_results(run_dir, benchmark=benchmark)
-        out_path = (run_dir if run_dir.is_dir() else run_dir.parent) / "scores.json"
+        out_path = (run_dir if run_dir.is_dir() else run_dir.parent) / SCORES
     else:
         rows = load_run_rows(run_dir, warn=warn)
-        out_path = (run_dir if run_dir.is_dir() else run_dir.parent) / "scores.json"
+        out_path = (run_dir if run_dir.is_dir() else run_dir.parent) / SCORES
+    if not rows:
+        raise NothingScorable(f"{run_dir} has no episodes: there is nothing to score",
+                              hint="run `clinseek apply` (or finish it with --resume) first")
+    errors = error_summary(rows, None if reference else run_dir)
+    # The reference format marks a missing finish call `error`: a model failure that scores 0, not a crash.
+    if not reference and errors["errors"] == len(rows):
+        raise NothingScorable(f"all {len(rows)} episode(s) of {run_dir} ended in error: there is no score "
+                              f"(reasons: {_reasons_text(errors['reasons'])})",
+                              hint="fix the cause (events.log has details), then run them again: " + errors.get(
+                                  "retry_command", "clinseek apply RECIPE --resume RUN_DIR --retry-errors"))
     scores = score_rows(rows)
+    if not reference:
+        scores["errors"] = errors
     if scorers:
         apply_scorers(rows, scorers)
         extra: dict[str, dict[str, float]] = {}
@@ -281,7 +310,7 @@ def load_reference_results(path: Path | str, benchmark: Path | str | None = None
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "results.jsonl"
+        path = path / RESULTS
     if not path.exists():
         raise UserError(f"reference results file not found: {path}")
     bench: dict[str, dict[str, Any]] = {}
@@ -335,6 +364,11 @@ def format_table(scores: dict[str, Any]) -> str:
     """A fixed-width table: one line per task, the overall macro line, then one line per task_type."""
     head = f"{'task':<26} {'n':>5} {'runs':>5} {'P':>6} {'R':>6} {'F1':>6} {'EM':>6} {'YN acc':>7}"
     lines = [head, "-" * len(head)]
+    errors = scores.get("errors") or {}
+    if errors.get("errors"):
+        retry = f"\n  run them again with: {errors['retry_command']}" if errors.get("retry_command") else ""
+        lines.insert(0, f"note: {errors['errors']} of {errors['episodes']} episodes ended in error and score 0 "
+                        f"here (reasons: {_reasons_text(errors['reasons'])}){retry}")
 
     def line(name: str, agg: dict[str, Any]) -> str:
         yn = agg.get("yes_no_accuracy")

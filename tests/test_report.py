@@ -83,6 +83,9 @@ def test_report_renders_in_chromium_and_the_viewer_opens_an_episode(run, tmp_pat
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(path.as_uri())
             assert page.text_content("#title") == "clinseek report: sample"
+            meta = page.text_content("#meta")
+            assert "started 2026-11-25T12:00:00+00:00" in meta and "ended 2026-11-25T12:01:00+00:00" in meta
+            assert page.is_hidden("#banner")  # nothing errored, nothing odd in the files
             assert page.locator("#per-task tr").count() == 4  # header + 3 tasks
             assert "ehr_latest" in page.text_content("#tool-bars")
             assert page.locator("#episode-list tr.ep").count() == 8
@@ -108,3 +111,29 @@ def test_report_renders_in_chromium_and_the_viewer_opens_an_episode(run, tmp_pat
             browser.close()
     assert errors == []
     assert all(u.startswith("file://") for u in requests)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="needs Debian's chromium at /usr/bin/chromium")
+def test_report_of_a_run_that_only_errored_shows_the_reasons_and_no_score(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from clinseek.report.sample import EPISODES
+
+    run = write_sample_run(tmp_path / "run", [e[:6] + ("error",) + e[7:] for e in EPISODES])
+    path = write_report(run)
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page()
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(path.as_uri())
+            assert page.is_visible("#banner")
+            banner = page.text_content("#banner")
+            assert "All 8 episodes ended in error: there is no score." in banner
+            assert "8 × max_turns reached" in banner
+            assert "0.0" not in page.text_content("#overall")  # no score numbers, not zeros
+        finally:
+            browser.close()
+    assert errors == []

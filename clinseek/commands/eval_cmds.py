@@ -21,7 +21,8 @@ import click
 def score(run_dir, reference, benchmark, scorer_names, as_json, no_write):
     """Score a run: ClinSeek-Bench set precision / recall / F1 per task (runs averaged per question, questions
     per task), overall as the macro mean over tasks, per task_type, exact match and yes/no accuracy. Writes
-    scores.json next to results.jsonl."""
+    scores.json next to results.jsonl. A run with no episodes, or whose episodes all ended in error, has no
+    score: exit 2, with the failure reasons."""
     from clinseek.scoring import format_table, score_run
 
     scorers = []
@@ -33,8 +34,8 @@ def score(run_dir, reference, benchmark, scorer_names, as_json, no_write):
     result = score_run(run_dir, write=not no_write, reference=reference, benchmark=benchmark, scorers=scorers,
                        warn=lambda m: click.echo(f"warning: {m}", err=True))
     if as_json:
-        click.echo(json.dumps({k: result[k] for k in ("overall", "per_task", "per_task_type", "counts")},
-                              indent=2))
+        click.echo(json.dumps({k: result[k] for k in ("overall", "per_task", "per_task_type", "counts", "errors")
+                               if k in result}, indent=2))
     else:
         click.echo(format_table(result))
         for name, means in (result.get("extra") or {}).items():
@@ -56,7 +57,7 @@ def report(run_dir, out, max_episodes):
     from clinseek.report import write_report
 
     kwargs = {"max_episodes": max_episodes} if max_episodes is not None else {}
-    click.echo(str(write_report(run_dir, out, **kwargs)))
+    click.echo(str(write_report(run_dir, out, warn=lambda m: click.echo(f"warning: {m}", err=True), **kwargs)))
 
 
 @click.command()
@@ -88,7 +89,7 @@ def export(run_dir, formats, out, all_statuses, min_score, min_turns, max_turns,
                          completed_only=False if all_statuses else None, min_score=min_score,
                          min_turns=min_turns, max_turns=max_turns, dedupe=False if no_dedupe else None,
                          drop_errors=True if drop_errors else None, provenance=provenance, hf_repo=hf_repo,
-                         hf_token_env=hf_token_env)
+                         hf_token_env=hf_token_env, warn=lambda m: click.echo(f"warning: {m}", err=True))
     stats = summary["stats"]
     dropped = ", ".join(f"{k[len('dropped_'):]} {v}" for k, v in sorted(stats.items()) if k.startswith("dropped_"))
     click.echo(f"kept {stats.get('kept', 0)} of {stats.get('seen', 0)} episodes"

@@ -9,27 +9,26 @@ from typing import Any
 from clinseek.errors import UserError
 from clinseek.exporters.filters import filter_records
 from clinseek.exporters.options import ExportOptions
+from clinseek.runs import TRAJECTORIES
 
 
 def _exporter_class(fmt: str) -> Any:
-    from clinseek.exporters import BUILTIN_EXPORTERS
-
-    for cls in BUILTIN_EXPORTERS:
-        if cls.name == fmt:
-            return cls
+    # Built-in exporters are registered by the core plugin: one lookup for everyone, no privileged path.
     from clinseek.plugins import get_registry
 
     return get_registry().get("exporters", fmt, where="export format")
 
 
 def export_run(run_dir: Path | str, fmt: str | list[str] | None = None, out: Path | str | None = None,
-               options: ExportOptions | dict[str, Any] | None = None, **filters: Any) -> dict[str, Any]:
+               options: ExportOptions | dict[str, Any] | None = None, warn: Any = None,
+               **filters: Any) -> dict[str, Any]:
     """Export a run's trajectories.jsonl.
 
     `fmt` (one name or a list) overrides options.formats; `out` overrides options.out (default <run>/export);
     keyword `filters` override option fields (completed_only=False, min_score=1.0, ...). Returns a summary:
     {"formats": {name: [paths]}, "stats": {seen, kept, dropped_*}, "out": str}, also written to
-    <out>/export_summary.json.
+    <out>/export_summary.json. Each episode's effective trajectory is exported (a retried episode's last
+    attempt); torn or duplicated lines go to `warn`.
     """
     run_dir = Path(run_dir)
     base = options if isinstance(options, ExportOptions) else ExportOptions(**(options or {}))
@@ -39,15 +38,15 @@ def export_run(run_dir: Path | str, fmt: str | list[str] | None = None, out: Pat
     if out is not None:
         update["out"] = str(out)
     opts = ExportOptions(**{**base.model_dump(), **update})
-    traj = run_dir / "trajectories.jsonl"
+    traj = run_dir / TRAJECTORIES
     if not traj.exists():
         raise UserError(f"no trajectories.jsonl in {run_dir}", hint="export needs a run directory written by "
                         "`clinseek apply`")
     classes = [(_exporter_class(f), f) for f in opts.formats]  # fail on an unknown format before writing
     out_dir = Path(opts.out) if opts.out else run_dir / "export"
-    from clinseek.scoring import read_jsonl
+    from clinseek.runs import effective_index, iter_effective
 
-    records = read_jsonl(traj)
+    records = iter_effective(traj, effective_index(traj, warn, "trajectory"))
     stats: Counter = Counter()
     kept = list(filter_records(records, opts, stats))
     written: dict[str, list[str]] = {}

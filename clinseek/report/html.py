@@ -1,7 +1,6 @@
 """Build the report's data from a run directory and write the HTML file."""
 from __future__ import annotations
 
-import html
 import json
 import statistics
 from collections import Counter
@@ -10,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from clinseek.errors import UserError
-from clinseek.scoring import load_run_rows, read_jsonl, score_rows, set_prf
+from clinseek.scoring import error_summary, load_run_rows, score_rows, set_prf
+from clinseek.runs import MANIFEST, RESULTS, SCORES
 
 # The file must stay usable for thousands of episodes: the viewer holds at most this many, and each
 # observation at most this many characters; the report says when it cut.
@@ -61,17 +61,33 @@ def _episode(traj: dict[str, Any], result: dict[str, Any] | None, obs_limit: int
 
 
 def build_report_data(run_dir: Path | str, *, max_episodes: int = MAX_EPISODES,
-                      max_observation_chars: int = MAX_OBSERVATION_CHARS) -> dict[str, Any]:
-    """Everything the report shows, as one JSON-able dict."""
+                      max_observation_chars: int = MAX_OBSERVATION_CHARS, warn: Any = None) -> dict[str, Any]:
+    """Everything the report shows, as one JSON-able dict. Problems found while reading the run (torn or
+    duplicated lines, episodes without a trajectory) go to `warn` and into the report's banner."""
+    from clinseek.runs import TRAJECTORIES, effective_index, iter_effective, key_of
+
     run_dir = Path(run_dir)
-    if not (run_dir / "results.jsonl").exists():
+    if not (run_dir / RESULTS).exists():
         raise UserError(f"no results.jsonl in {run_dir}", hint="pass a run directory written by `clinseek apply`")
-    results = load_run_rows(run_dir)
+    warnings: list[str] = []
+
+    def note(text: str) -> None:
+        warnings.append(text)
+        if warn:
+            warn(text)
+
+    results = load_run_rows(run_dir, warn=note)
     manifest = {}
-    if (run_dir / "manifest.json").exists():
-        manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    scores_path = run_dir / "scores.json"
-    scores = json.loads(scores_path.read_text(encoding="utf-8")) if scores_path.exists() else score_rows(results)
+    if (run_dir / MANIFEST).exists():
+        manifest = json.loads((run_dir / MANIFEST).read_text(encoding="utf-8"))
+    errors = error_summary(results, run_dir)
+    scorable = bool(results) and errors["errors"] < len(results)
+    scores_path = run_dir / SCORES
+    # scores.json may be older than the results (a resumed or retried run scored before): then recompute.
+    fresh = scores_path.exists() and scores_path.stat().st_mtime >= (run_dir / RESULTS).stat().st_mtime
+    scores = json.loads(scores_path.read_text(encoding="utf-8")) if fresh else score_rows(results)
+    if not scorable:  # no score rather than a score of 0 (see the banner)
+        scores = {"overall": {}, "per_task": {}, "per_task_type": {}, "counts": scores.get("counts")}
 
     usage = Counter()
     for r in results:
@@ -90,28 +106,36 @@ def build_report_data(run_dir: Path | str, *, max_episodes: int = MAX_EPISODES,
         tools_by_task.setdefault(r.get("task") or "unknown", Counter()).update(counts)
     status = Counter(r.get("status") or "unknown" for r in results)
 
-    by_key = {(str(r.get("qid")), r.get("run_index", 0)): r for r in results}
+    by_key = {key_of(r): r for r in results}
+    trajectories = effective_index(run_dir / TRAJECTORIES, note, "trajectory")
+    missing = [k for k in by_key if k not in trajectories]
+    if missing and (run_dir / TRAJECTORIES).exists():
+        note(f"{len(missing)} episode(s) have a result but no trajectory (e.g. qid {missing[0][0]}, run "
+             f"{missing[0][1]}); the viewer cannot show them")
     episodes = []
-    total_traj = 0
-    if (run_dir / "trajectories.jsonl").exists():
-        for traj in read_jsonl(run_dir / "trajectories.jsonl"):
-            total_traj += 1
-            if len(episodes) < max_episodes:
-                episodes.append(_episode(traj, by_key.get((str(traj.get("qid")), traj.get("run_index", 0))),
-                                         max_observation_chars))
+    for traj in iter_effective(run_dir / TRAJECTORIES, trajectories):
+        if len(episodes) >= max_episodes:
+            break
+        episodes.append(_episode(traj, by_key.get(key_of(traj)), max_observation_chars))
     host = manifest.get("host") or (manifest.get("recipe") or {}).get("host") or {}
     return {
         "run": {"path": str(run_dir), "name": (manifest.get("recipe") or {}).get("name") or run_dir.name,
                 "host": {k: host.get(k) for k in ("provider", "model") if host.get(k)},
-                "recipe_sha256": manifest.get("recipe_sha256"), "started_at": manifest.get("started_at"),
-                "finished_at": manifest.get("finished_at"), "clinseek_version": manifest.get("clinseek_version")},
+                "recipe_sha256": manifest.get("recipe_sha256"),
+                # the manifest's names; started_at / finished_at are what older sample runs wrote
+                "started": manifest.get("started") or manifest.get("started_at"),
+                "ended": manifest.get("ended") or manifest.get("finished_at"),
+                "interrupted": bool(manifest.get("interrupted")),
+                "clinseek_version": manifest.get("clinseek_version")},
+        "problems": {"episodes": len(results), "errors": errors["errors"], "reasons": errors["reasons"],
+                     "scorable": scorable, "retry_command": errors.get("retry_command"), "warnings": warnings},
         "scores": {k: scores.get(k) for k in ("overall", "per_task", "per_task_type", "counts")},
         "usage": dict(usage), "cost": {"total": sum(costs) if costs else None,
                                        "mean": statistics.fmean(costs) if costs else None,
                                        "priced_runs": len(costs)},
         "timing": timing, "status": dict(status), "tools": dict(tools.most_common()),
         "tools_by_task": {t: dict(c.most_common()) for t, c in sorted(tools_by_task.items())},
-        "episodes": episodes, "episodes_total": total_traj, "episodes_shown": len(episodes),
+        "episodes": episodes, "episodes_total": len(trajectories), "episodes_shown": len(episodes),
         "limits": {"max_episodes": max_episodes, "max_observation_chars": max_observation_chars},
     }
 
@@ -121,11 +145,15 @@ def _asset(name: str) -> str:
 
 
 def render_html(data: dict[str, Any]) -> str:
-    # "</" is escaped so no observation text can close the <script> element that carries the data.
-    payload = json.dumps(data, ensure_ascii=False, default=str).replace("</", "<\\/").replace("<!--", "<\\!--")
-    title = html.escape(f"clinseek report: {data['run']['name']}")
-    return (_asset("template.html").replace("{{title}}", title).replace("{{css}}", _asset("report.css"))
-            .replace("{{js}}", _asset("report.js")).replace("{{data}}", payload))
+    # Jinja's tojson escapes <, >, & and ' as \u00XX, so no observation text can close the <script> element
+    # that carries the data; the title is autoescaped; css and js are the package's own files.
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    env.policies["json.dumps_kwargs"] = {"ensure_ascii": False, "default": str, "sort_keys": False}
+    template = env.from_string(_asset("template.html"))
+    return template.render(title=f"clinseek report: {data['run']['name']}", css=_asset("report.css"),
+                           js=_asset("report.js"), data=data)
 
 
 def write_report(run_dir: Path | str, out: Path | str | None = None, **limits: Any) -> Path:

@@ -26,8 +26,27 @@
   $("title").textContent = "clinseek report: " + run.name;
   const host = [run.host.provider, run.host.model].filter(Boolean).join(" / ");
   $("meta").textContent = [host && "host " + host, run.recipe_sha256 && "recipe sha256 " + run.recipe_sha256.slice(0, 12),
-    run.started_at && "started " + run.started_at, run.finished_at && "finished " + run.finished_at,
-    run.clinseek_version && "clinseek " + run.clinseek_version, run.path].filter(Boolean).join(" · ");
+    run.started && "started " + run.started, run.ended ? "ended " + run.ended : "not ended (running, or killed)",
+    run.interrupted && "interrupted", run.clinseek_version && "clinseek " + run.clinseek_version, run.path]
+    .filter(Boolean).join(" · ");
+
+  // Banner: no score is not a score of 0; failures and reading problems are said before any number.
+  const pr = data.problems || {};
+  const banner = $("banner");
+  const lines = [];
+  if (!pr.episodes) lines.push(["bad", "This run has no episodes: there is no score."]);
+  else if (!pr.scorable) lines.push(["bad", "All " + pr.episodes + " episodes ended in error: there is no score."]);
+  else if (pr.errors) lines.push(["warn", pr.errors + " of " + pr.episodes + " episodes ended in error and score 0 below."]);
+  if (pr.errors) {
+    const ul = el("ul", { class: "reasons" });
+    for (const [reason, n] of Object.entries(pr.reasons || {})) ul.append(el("li", {}, el("b", { text: n + " × " }), reason));
+    lines.push(["reasons", ul]);
+    if (pr.retry_command) lines.push(["hint", el("span", {}, "Once the cause is fixed, run them again: ", el("code", { text: pr.retry_command }))]);
+  }
+  for (const w of pr.warnings || []) lines.push(["warn", "warning: " + w]);
+  for (const [kind, content] of lines) banner.append(el("div", { class: "banner-" + kind }, content));
+  banner.hidden = !lines.length;
+  if (!pr.scorable) banner.classList.add("failed");
 
   // Scores
   const s = data.scores, o = s.overall || {};

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from clinseek.runs import MANIFEST, RESULTS, TRAJECTORIES
 
 TOOLS = [
     {"name": "ehr_latest", "description": "Latest values of vitals and labs by the prediction time.",
@@ -124,9 +125,9 @@ def write_sample_run(run_dir: Path | str, episodes: list[tuple] | None = None) -
     manifest = {"recipe": {"name": "sample", "host": {"provider": "openai", "model": "gpt-test"}},
                 "recipe_sha256": "ab" * 32, "clinseek_version": "0.1.0",
                 "host": {"provider": "openai", "model": "gpt-test"},
-                "started_at": "2026-11-25T12:00:00Z", "finished_at": "2026-11-25T12:01:00Z"}
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-    for name, rows in (("results.jsonl", results), ("trajectories.jsonl", trajectories)):
+                "started": "2026-11-25T12:00:00+00:00", "ended": "2026-11-25T12:01:00+00:00"}
+    (run_dir / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    for name, rows in ((RESULTS, results), (TRAJECTORIES, trajectories)):
         with (run_dir / name).open("w", encoding="utf-8") as fh:
             for r in rows:
                 fh.write(json.dumps(r) + "\n")
