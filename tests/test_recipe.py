@@ -159,3 +159,75 @@ def test_recipe_sha_changes_with_content_but_not_secret_values(tmp_path, monkeyp
     a = load_recipe(tmp_path / "base.yaml").sha256
     b = load_recipe(tmp_path / "base.yaml", overrides=["agent.max_turns=8"]).sha256
     assert a != b and len(a) == 64
+
+
+def test_set_errors_name_the_override_not_a_file_position(tmp_path):
+    write(tmp_path / "base.yaml", BASE)
+    with pytest.raises(UserErrors) as info:
+        load_recipe(tmp_path / "base.yaml", overrides=["agent.max_turns=many", "agent.timeout_s={soon: 1}"])
+    lines = info.value.problems
+    assert lines == ["--set agent.max_turns=many: agent.max_turns: expected an integer, got 'many'",
+                     "--set agent.timeout_s={soon: 1}: agent.timeout_s: expected a number, got a mapping"]
+    with pytest.raises(UserError) as one:
+        load_recipe(tmp_path / "base.yaml", overrides=["tools.3.with.max_chars=1"])
+    assert one.value.render().startswith("--set tools.3.with.max_chars=1: index 3 is out of range")
+    with pytest.raises(UserErrors) as info:  # a secret-looking key is not echoed
+        load_recipe(tmp_path / "base.yaml", overrides=["agent.api_key=sk-abc-123"])
+    assert "--set agent.api_key=***: agent.api_key: unknown key" in info.value.problems[0]
+    assert "sk-abc-123" not in info.value.render()
+
+
+def test_provenance_records_site_file_overrides_and_the_shared_recipe_hash(tmp_path, monkeypatch):
+    with_url = BASE.replace("  provider: scripted\n", "  provider: scripted\n  base_url: ${site:url}\n")
+    write(tmp_path / "base.yaml", with_url)
+    site_a = write(tmp_path / "site_a.yaml", "url: http://10.0.0.1/v1\nsecrets: {token: tok-site-a-999}\n")
+    site_b = write(tmp_path / "site_b.yaml", "url: http://10.9.9.9/v1\n")
+    a = load_recipe(tmp_path / "base.yaml", site=site_a,
+                    overrides=["agent.max_turns=3", "host.api_key=sk-typed-1", "description=tok-site-a-999"])
+    b = load_recipe(tmp_path / "base.yaml", site=site_b)
+    prov = a.provenance()
+    import hashlib
+
+    assert prov["site"] == {"path": str(site_a.resolve()),
+                            "sha256": hashlib.sha256(site_a.read_bytes()).hexdigest()}
+    assert prov["overrides"] == [{"key": "agent.max_turns", "value": 3}, {"key": "host.api_key", "value": "***"},
+                                 {"key": "description", "value": "***"}]  # a site secret, typed by hand
+    dumped = json.dumps(prov)
+    assert "10.0.0.1" not in dumped and "tok-site-a-999" not in dumped and "sk-typed-1" not in dumped
+    # Same shared recipe at two sites (other site values, other overrides): same source hash; resolved differs.
+    assert a.source_sha256 == b.source_sha256 and len(a.source_sha256) == 64
+    assert a.sha256 != b.sha256
+    assert b.provenance()["overrides"] == []
+    # Canonical: the same recipe split over extends, re-ordered and re-formatted hashes the same.
+    write(tmp_path / "part.yaml", "clinseek: 1\nagent: {max_turns: 7}\nhost: {base_url: '${site:url}'}\n")
+    write(tmp_path / "split.yaml", "extends: part.yaml\nname: base\ntools: [{use: notes, with: {max_chars: 500}}]\n"
+                                   "host: {provider: scripted}\n")
+    assert load_recipe(tmp_path / "split.yaml", site=site_b).source_sha256 == b.source_sha256
+    write(tmp_path / "changed.yaml", with_url.replace("max_turns: 7", "max_turns: 8"))
+    assert load_recipe(tmp_path / "changed.yaml", site=site_b).source_sha256 != b.source_sha256
+
+
+def test_collect_mode_returns_every_problem_and_a_best_effort_recipe(tmp_path, monkeypatch):
+    monkeypatch.delenv("CS_NOPE", raising=False)
+    recipe = write(tmp_path / "r.yaml", """\
+clinseek: 2
+host: {provider: scripted, base_url: "${env:CS_NOPE}"}
+tools:
+  - use: notes
+    wiht: {}
+  - 5
+agent: {max_turns: lots, timout_s: 3}
+""")
+    loaded = load_recipe(recipe, collect=True)
+    text = "\n".join(loaded.problems)
+    for expected in ("r.yaml:1:1: clinseek: expected one of 1", "r.yaml:2:", "CS_NOPE is not set",
+                     "required key 'name' is missing", "r.yaml:5:5: tools[0].wiht: unknown key 'wiht'",
+                     "r.yaml:6:5: tools[1]: expected a mapping", "r.yaml:7:9: agent.max_turns",
+                     "r.yaml:7:26: agent.timout_s: unknown key 'timout_s' (did you mean 'timeout_s'?)"):
+        assert expected in text, expected
+    assert loaded.recipe is not None and [t.use for t in loaded.recipe.tools][0] == "notes"
+    assert loaded.recipe.agent.max_turns == 20  # the bad value dropped: its default stands in
+    assert loaded.has_problem(("host", "base_url")) and not loaded.has_problem(("tasks",))
+    with pytest.raises(UserErrors) as info:  # without collect, the same problems are raised together
+        load_recipe(recipe)
+    assert info.value.problems == loaded.problems

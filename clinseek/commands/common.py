@@ -11,9 +11,10 @@ set_opt = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
 
 
 def load(recipe: str, site: str | None, overrides: tuple[str, ...]):
+    """The loaded recipe with its problems collected, not raised: `assemble` reports them together with its own."""
     from clinseek.recipe import load_recipe
 
-    return load_recipe(recipe, site=site, overrides=overrides)
+    return load_recipe(recipe, site=site, overrides=overrides, collect=True)
 
 
 def load_and_assemble(recipe: str, site: str | None, overrides: tuple[str, ...]):

@@ -1,6 +1,7 @@
 """Turn pydantic validation errors into `file:line:col: path: message` lines."""
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
@@ -53,10 +54,14 @@ def _describe(value: Any) -> str:
 
 
 def format_validation_error(exc: ValidationError, *, prefix: tuple, where: Callable[[tuple], str | None],
-                            model: type[BaseModel] | None = None) -> list[str]:
+                            model: type[BaseModel] | None = None,
+                            skip: Callable[[tuple], bool] | None = None) -> list[str]:
+    """One `file:line:col: path: message` line per error; `skip(path)` drops errors already reported."""
     lines = []
     for err in exc.errors():
         loc = tuple(err.get("loc", ()))
+        if skip is not None and skip(prefix + loc):
+            continue
         kind = err.get("type", "")
         value = err.get("input")
         if kind == "extra_forbidden":
@@ -99,3 +104,21 @@ def _position(where: str) -> tuple:
         return (parts[0], int(parts[1]), int(parts[2]))
     except (IndexError, ValueError):
         return (where, 0, 0)
+
+
+_POSITION = re.compile(r"^(?:error: )?(.+?):(\d+):(\d+): ")
+
+
+def sort_problems(problems: list[str]) -> list[str]:
+    """Problems in reading order: by file (in order of first appearance), line and column; those without a
+    position (a --set override, a plugin conflict) keep their order, after the rest. Duplicates are dropped."""
+    files: dict[str, int] = {}
+    keyed = []
+    for i, text in enumerate(dict.fromkeys(problems)):
+        m = _POSITION.match(text)
+        if m:
+            order = files.setdefault(m.group(1), len(files))
+            keyed.append(((0, order, int(m.group(2)), int(m.group(3)), i), text))
+        else:
+            keyed.append(((1, 0, 0, 0, i), text))
+    return [text for _, text in sorted(keyed)]

@@ -68,10 +68,17 @@ class OutputSpec(_Strict):
     export: dict[str, Any] = Field(default_factory=dict,
                                    description="trajectory export options (formats and filters)")
     report: bool = True
+    scorers: list[str] = Field(default_factory=list,
+                               description="registered scorers (plugins' too) run after the built-in set F1; "
+                                           "their means go under `extra` in scores.json")
 
 
 class Governance(_Strict):
     allow_external_hosts: bool = False
+    site_hosts: list[str] = Field(default_factory=list,
+                                  description="host names, *.domain suffixes, addresses or networks that are inside "
+                                              "the site besides loopback and private ranges (also `site_hosts:` "
+                                              "in the site file)")
 
 
 class HostSpec(BaseModel):
