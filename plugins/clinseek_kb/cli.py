@@ -1,7 +1,8 @@
 """`clinseek kb build|ingest|search|info RECIPE`: thin commands over clinseek_kb.library."""
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import click
 
@@ -49,6 +50,24 @@ def _say(text: str) -> None:
     click.echo(text, err=True)
 
 
+@contextmanager
+def _server(config: Any) -> Iterator[None]:
+    """A Qdrant server that does not answer is one message (exit 2), not a traceback."""
+    if not config.url:
+        yield
+        return
+    from clinseek.errors import UserError
+    from clinseek_kb.store import describe_location, server_errors, server_problem
+
+    try:
+        yield
+    except server_errors() as exc:
+        raise UserError(f"cannot use the knowledge base at {describe_location(config.url, None)}: "
+                        f"{server_problem(exc)}",
+                        hint="start the Qdrant server, or correct `url:` (and `api_key:`) in the recipe's kb tool") \
+            from None
+
+
 @click.group("kb")
 def kb() -> None:
     """Build, fill and search the local medical knowledge base a recipe's kb tool uses."""
@@ -66,9 +85,10 @@ def build(recipe: str, collections: tuple[str, ...], rebuild: bool, site: str | 
     from clinseek_kb.library import build_collections
 
     config, context = kb_from_recipe(recipe, site, overrides)
-    for row in build_collections(config, context, names=collections or None, rebuild=rebuild, log=_say):
-        state = f"built in {row['seconds']:.1f}s" if row["built"] else "up to date"
-        click.echo(f"{row['collection']}: {row['chunks']} chunks, {state}")
+    with _server(config):
+        for row in build_collections(config, context, names=collections or None, rebuild=rebuild, log=_say):
+            state = f"built in {row['seconds']:.1f}s" if row["built"] else "up to date"
+            click.echo(f"{row['collection']}: {row['chunks']} chunks, {state}")
 
 
 @kb.command("ingest")
@@ -83,7 +103,8 @@ def ingest(recipe: str, paths: tuple[str, ...], collection: str, site: str | Non
     from clinseek_kb.library import ingest as ingest_files
 
     config, context = kb_from_recipe(recipe, site, overrides)
-    result = ingest_files(config, collection, paths, context, log=_say)
+    with _server(config):
+        result = ingest_files(config, collection, paths, context, log=_say)
     click.echo(f"{collection}: {result['chunks']} chunks from {len(result['files'])} file(s); "
                f"{result['total']} in the collection")
     if collection not in config.collections:
@@ -108,7 +129,8 @@ def search(recipe: str, query: str, collection: str | None, limit: int | None, m
 
     config, context = kb_from_recipe(recipe, site, overrides)
     mode = mode or config.mode()
-    hits = run_search(config, query, context, collection=collection, limit=limit, mode=mode)
+    with _server(config):
+        hits = run_search(config, query, context, collection=collection, limit=limit, mode=mode)
     click.echo(render_hits(query, hits, mode=mode, collections=[collection] if collection else config.collections,
                            passage_chars=config.passage_chars, max_chars=config.max_chars))
 
@@ -122,7 +144,7 @@ def info(recipe: str, site: str | None, overrides: tuple[str, ...]) -> None:
     from clinseek_kb.store import Store
 
     config, context = kb_from_recipe(recipe, site, overrides)
-    with Store.from_config(config, context) as store:
+    with _server(config), Store.from_config(config, context) as store:
         click.echo(store.location)
         for name in config.collections:
             if not store.exists(name):

@@ -26,6 +26,9 @@ class KbConfig(ToolsetConfig):
     path: str | None = Field(None, description="local Qdrant directory; default <cache_dir>/kb")
     url: str | None = Field(None, description="Qdrant server URL (instead of path)")
     api_key: SecretStr | None = Field(None, description="Qdrant server API key; put it in the site file")
+    site_local: bool | None = Field(
+        None, description="declare the url's server inside the site (true) or outside (false); default: from "
+                          "its address, as for hosts. Queries carry patient context, so governance needs it inside")
     collections: list[str] = Field(default_factory=lambda: list(BUILTIN_COLLECTIONS))
     embedder: EmbedderConfig | None = None
     retrieval: Literal["auto", "sparse", "dense", "hybrid"] = Field(
@@ -67,6 +70,8 @@ class KbConfig(ToolsetConfig):
             raise ValueError("give either path (local Qdrant) or url (Qdrant server), not both")
         if self.api_key and not self.url:
             raise ValueError("api_key only applies to a Qdrant server (url)")
+        if self.site_local is not None and not self.url:
+            raise ValueError("site_local only applies to a Qdrant server (url)")
         return self
 
     def mode(self) -> str:

@@ -19,14 +19,10 @@ from typing import Any
 import numpy as np
 
 from clinseek.errors import UserError
+from clinseek.paths import default_cache_dir
 
 MINILM_NAMES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 _EXPORT_LOCK = threading.Lock()
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("CLINSEEK_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "clinseek"
 
 
 def resolve_model_dir(spec: str, base_dir: Path | None = None) -> Path:

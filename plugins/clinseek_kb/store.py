@@ -42,8 +42,34 @@ def client_kwargs(url: str | None, api_key: Any = None, path: Path | None = None
 
 
 def describe_location(url: str | None, path: Path | None) -> str:
-    """Where the store is, for messages: never includes the API key."""
-    return f"Qdrant server {url}" if url else f"local Qdrant at {path}"
+    """Where the store is, for messages: never includes the API key (nor a password in the URL)."""
+    if url:
+        from clinseek.redact import redact_text
+
+        return f"Qdrant server {redact_text(url)}"
+    return f"local Qdrant at {path}"
+
+
+def server_errors() -> tuple[type[BaseException], ...]:
+    """What a Qdrant server that is down, unreachable, slow or refusing raises through qdrant-client."""
+    from qdrant_client.http.exceptions import ApiException
+
+    errors: list[type[BaseException]] = [ApiException, OSError, TimeoutError]
+    try:
+        import httpx
+
+        errors.append(httpx.HTTPError)
+    except ImportError:  # pragma: no cover - qdrant-client depends on httpx
+        pass
+    return tuple(errors)
+
+
+def server_problem(exc: BaseException) -> str:
+    """One line on why the server did not answer: the cause's own words, not a traceback."""
+    from clinseek.redact import redact_text
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return redact_text(text[:300])
 
 
 def open_client(url: str | None = None, api_key: Any = None, path: Path | None = None) -> tuple[Any, Any]:

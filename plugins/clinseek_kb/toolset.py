@@ -51,11 +51,12 @@ class KbToolset(Toolset):
     def open(self) -> None:
         from clinseek_kb import library
         from clinseek_kb.builtin_sources import BUILTIN_COLLECTIONS
-        from clinseek_kb.store import Store
+        from clinseek_kb.store import Store, server_errors, server_problem
 
         cfg: KbConfig = self.config
         self.embedder = library.load_embedder(cfg, self.context)
         self.store = Store.from_config(cfg, self.context)
+        unreachable = server_errors() if cfg.url else ()
         try:
             if cfg.build_missing:
                 builtins = [n for n in cfg.collections if n in BUILTIN_COLLECTIONS]
@@ -73,9 +74,48 @@ class KbToolset(Toolset):
                 self.store.check_embedder(name, self.embedder.identity if self.embedder else None, self.mode)
                 if self.mode != "dense":
                     self.store.local_sparse(name)  # build the local index now, not in the first tool call
+        except unreachable as exc:
+            location = self.store.location
+            self.close()
+            raise UserError(f"cannot use the knowledge base at {location}: {server_problem(exc)}",
+                            hint="start the Qdrant server or correct `url:` (and `api_key:`) in the kb tool's "
+                                 "with: block; or use a local knowledge base (`path:`)") from None
         except BaseException:
             self.close()
             raise
+
+    def remote_endpoints(self) -> list:
+        """A Qdrant server (`url:`) receives every query, and queries are written from the patient's record."""
+        from clinseek.toolsets import Endpoint
+
+        cfg: KbConfig = self.config
+        return [Endpoint(cfg.url, True, site_local=cfg.site_local, key="url")] if cfg.url else []
+
+    def preflight(self) -> list:
+        """For `clinseek validate`: a local `path` that open() would not create exists, and the embedder's model
+        is found locally. Nothing is built or downloaded."""
+        from clinseek.toolsets import missing_path
+        from clinseek_kb.builtin_sources import BUILTIN_COLLECTIONS
+
+        cfg: KbConfig = self.config
+        problems = []
+        own = [n for n in cfg.collections if n not in BUILTIN_COLLECTIONS]
+        if cfg.path and (own or not cfg.build_missing):
+            reason = missing_path(cfg.path, self.context, kind="folder")
+            if reason:
+                held = ", ".join(own or cfg.collections)
+                problems.append(("path", f"knowledge base {reason} (it should hold {held})"))
+        if cfg.embedder is not None:
+            from pathlib import Path
+
+            from clinseek_kb.embedder import resolve_model_dir
+
+            base = getattr(self.context, "recipe_dir", None)
+            try:
+                resolve_model_dir(cfg.embedder.model, Path(base) if base else None)
+            except UserError as exc:
+                problems.append(("embedder.model", exc.message))
+        return problems
 
     def close(self) -> None:
         if self.store is not None:
@@ -130,8 +170,14 @@ class KbToolset(Toolset):
         limit = min(limit or cfg.limit, cfg.limit)
         if self.store is None:
             raise ToolError("kb_search is unavailable: the knowledge base is not open")
-        hits = library.search(cfg, query, self.context, collection=source, limit=limit, mode=self.mode,
-                              store=self.store, embedder=self.embedder, check=False)
+        from clinseek_kb.store import server_errors, server_problem
+
+        try:
+            hits = library.search(cfg, query, self.context, collection=source, limit=limit, mode=self.mode,
+                                  store=self.store, embedder=self.embedder, check=False)
+        except (server_errors() if cfg.url else ()) as exc:
+            raise ToolError(f"kb_search: the knowledge base server did not answer ({server_problem(exc)}). "
+                            "Try again later, or go on without the knowledge base.") from None
         return render_hits(query, hits, mode=self.mode, collections=[source] if source else cfg.collections,
                            passage_chars=cfg.passage_chars, max_chars=cfg.max_chars)
 
