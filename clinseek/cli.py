@@ -16,8 +16,8 @@ LAZY_COMMANDS = {
     "apply": "clinseek.commands.run_cmds:apply",
     "tools": "clinseek.commands.run_cmds:tools",
     "call": "clinseek.commands.run_cmds:call",
+    "tasks": "clinseek.commands.tasks_cmd:tasks",
     "plugins": "clinseek.commands.plugins_cmd:plugins",
-    "data": "clinseek.cohort.cli:data",
     "score": "clinseek.commands.eval_cmds:score",
     "report": "clinseek.commands.eval_cmds:report",
     "export": "clinseek.commands.eval_cmds:export",
@@ -30,8 +30,8 @@ LAZY_HELP = {
     "apply": "Assemble the agent a recipe describes and run it over its tasks.",
     "tools": "Show the exact tool schemas the model will be given.",
     "call": "Run one tool call inside a task's episode and print the observation.",
+    "tasks": "List the tasks (qids) a recipe selects, with filters.",
     "plugins": "List plugins and what each registers.",
-    "data": "Build the synthetic cohort and benchmark tasks; import MIMIC-IV.",
     "score": "Score a run directory (ClinSeek-Bench set F1).",
     "report": "Write a run's self-contained HTML report.",
     "export": "Export a run's trajectories for fine-tuning.",
@@ -49,9 +49,9 @@ class LazyGroup(click.Group):
         if self._plugin_commands_loaded:
             return
         self._plugin_commands_loaded = True
-        from clinseek.plugins import get_registry
+        from clinseek.plugins import loaded_registry
 
-        get_registry().pm.hook.register_commands(cli=self)
+        loaded_registry().pm.hook.register_commands(cli=self)
 
     def list_commands(self, ctx):
         self._load_plugin_commands()
@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     except ClinseekError as exc:
         if os.environ.get("CLINSEEK_DEBUG"):
             raise
-        click.echo(f"error: {exc.render()}", err=True)
+        from clinseek.redact import redact_text
+
+        click.echo(f"error: {redact_text(exc.render())}", err=True)   # a message may quote an interpolated secret
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)

@@ -87,7 +87,14 @@ class Registry:
                 def register(obj: Any, _kind: str = kind, _plugin: str = plugin_name) -> None:
                     self._add(_kind, obj, _plugin)
 
-                impl.function(register=register)
+                try:
+                    impl.function(register=register)
+                except Exception as exc:  # noqa: BLE001 - one plugin's bad registration must not stop the others
+                    info = self.plugins.get(plugin_name)
+                    message = exc.message if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+                    if info is None:
+                        raise
+                    info.error = info.error or message
         for info in self.plugins.values():
             plugin = self.pm.get_plugin(info.name)
             if plugin is not None:
@@ -97,6 +104,8 @@ class Registry:
         key = getattr(obj, _KIND_ATTR[kind], None) or getattr(obj, "name", None)
         if not key:
             raise UserError(f"plugin {plugin!r} registered a {_KIND_WORD[kind]} without a name")
+        if kind == "toolsets":
+            _check_tool_names(obj, plugin)
         if key in self.items[kind] and self.items[kind][key][1] != plugin:
             self.conflicts.append(f"{_KIND_WORD[kind]} {key!r} is registered by both "
                                   f"{self.items[kind][key][1]!r} and {plugin!r}")
@@ -137,12 +146,41 @@ def _could_provide(info: PluginInfo, name: str) -> bool:
 
 
 @lru_cache(maxsize=1)
-def get_registry() -> Registry:
+def loaded_registry() -> Registry:
+    """Plugins imported, nothing collected yet: enough for `register_commands` (`clinseek --help` stays cheap,
+    since collecting imports every toolset and host class)."""
     reg = Registry()
     reg.load_entry_points()
+    return reg
+
+
+@lru_cache(maxsize=1)
+def get_registry() -> Registry:
+    reg = loaded_registry()
     reg.collect()
     return reg
 
 
 def reset_registry() -> None:
     get_registry.cache_clear()
+    loaded_registry.cache_clear()
+
+
+def _check_tool_names(cls: Any, plugin: str) -> None:
+    """Enforced when a toolset is registered, so a bad name fails for its author, not in a user's run: every tool
+    is `<toolset>_<verb>` and matches the pattern every provider accepts."""
+    from clinseek.toolsets import TOOL_NAME_RE
+
+    for spec in cls.tool_specs():
+        if not TOOL_NAME_RE.match(spec.name) or not spec.name.startswith(f"{cls.name}_"):
+            raise UserError(f"plugin {plugin!r}: tool {spec.name!r} of toolset {cls.name!r} must be named "
+                            f"{cls.name}_<verb> and match {TOOL_NAME_RE.pattern}",
+                            hint=f"rename it, e.g. @tool(name=\"{cls.name}_{spec.name.split('_')[-1]}\")")
+
+
+def resolve_database(spec: str, toolset: str, context: Any = None) -> str:
+    """A toolset's `database:` value after the plugins' `resolve_database` hook (e.g. `demo:` -> the demo cohort's
+    file); the value unchanged when no plugin claims it. Toolsets call this instead of importing another plugin."""
+    answer = get_registry().pm.hook.resolve_database(spec=spec, toolset=toolset, context=context)
+    return spec if answer is None else str(answer)
+

@@ -31,6 +31,15 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 TOOL_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
+class Endpoint(typing.NamedTuple):
+    """A server a toolset sends requests to (see Toolset.remote_endpoints)."""
+
+    url: str
+    carries_patient_data: bool
+    site_local: bool | None = None  # the toolset's own declaration (e.g. kb `site_local: true`), like a host's
+    key: str = "url"                # where its config names it, inside `with:`, for messages
+
+
 class ToolsetConfig(BaseModel):
     """Base for toolset configs: unknown keys are refused."""
 
@@ -120,9 +129,34 @@ class Toolset:
     def unbind(self, episode: Episode) -> None:
         """Drop per-episode state."""
 
+    # Capabilities ------------------------------------------------------------------------------------------
+    can_curate: ClassVar[bool] = False
+
+    def curate(self, binding: Binding, window_hours: float = 24, max_events: int = 100) -> str:
+        """The curated evidence package for `agent.evidence: curated`: what the patient's record holds in the
+        `window_hours` before the binding's prediction time, as text, at most `max_events` events. A toolset that
+        can build one sets `can_curate = True` and overrides this; the engine asks the first such toolset."""
+        raise NotImplementedError(f"toolset {self.name!r} cannot curate evidence")
+
     def manifest(self) -> dict[str, Any]:
         """Facts recorded in the run manifest (for example the ONNX providers really in use)."""
         return {}
+
+    def preflight(self) -> list[tuple[str, str] | str]:
+        """Cheap checks of what open() will need, run by `clinseek validate` without opening anything: files the
+        config names exist, a server answers (with a short timeout). Nothing is built, loaded or downloaded.
+
+        Return the problems found, each `(config key, message)` (the key dotted inside `with:`, e.g.
+        `"database"`, so the message names the recipe line) or a plain message; `[]` when all is well.
+        """
+        return []
+
+    def remote_endpoints(self) -> list["Endpoint | tuple[str, bool]"]:
+        """The servers this toolset talks to, as its config names them: `Endpoint(url, carries_patient_data)`
+        (a plain `(url, bool)` pair is read the same). Governance refuses an endpoint outside the site that
+        receives patient-derived data (arguments the model writes from the patient's record count) unless the
+        recipe opts in; say `carries_patient_data=False` only for what never sees an episode. Default: none."""
+        return []
 
     # Tools -------------------------------------------------------------------------------------------------
     @classmethod
@@ -221,3 +255,37 @@ def validate_arguments(spec: ToolSpec, arguments: dict[str, Any]) -> dict[str, A
             raise ToolError(f"{spec.name}: argument {key!r} is invalid: expected {props[key].get('type', ann)}, "
                             f"got {value!r}") from exc
     return out
+
+
+def missing_path(value: str | None, context: Any = None, *, kind: str = "file") -> str | None:
+    """For preflight(): why `value` (relative to the recipe's folder unless absolute) is not an existing file
+    (kind="file") or folder (kind="folder"), or None when it is."""
+    from pathlib import Path
+
+    if value is None:
+        return None
+    text = str(value)
+    if "\x00" in text:
+        return f"{text!r} contains a NUL character"
+    p = Path(text).expanduser()
+    base = getattr(context, "recipe_dir", None)
+    if not p.is_absolute() and base is not None:
+        p = Path(base) / p
+    if kind == "folder":
+        return None if p.is_dir() else f"folder not found: {p}" if not p.exists() else f"not a folder: {p}"
+    return None if p.is_file() else f"file not found: {p}" if not p.exists() else f"not a file: {p}"
+
+
+def bound_text(text: str, limit: int) -> tuple[str, bool]:
+    """Cut text to at most `limit` characters and say so, so the model knows it saw a part; returns (text, cut).
+    The one truncation rule: the engine applies it to every observation, and toolsets may apply it earlier to
+    their own output. The cut falls at a line end when one is near, so a table keeps whole rows."""
+    if len(text) <= limit:
+        return text, False
+    note = f"\n[truncated: showing {{shown}} of {len(text)} characters; narrow the request to see the rest]"
+    keep = max(0, limit - len(note) - 8)
+    line_end = text.rfind("\n", 0, keep)
+    if line_end > keep * 3 // 4:
+        keep = line_end
+    return text[:keep] + note.format(shown=keep), True
+

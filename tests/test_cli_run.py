@@ -256,6 +256,7 @@ def test_curated_mode_uses_the_task_input_or_the_curator(tmp_path, registry):
 
     class Curating(sp.NotesToolset):
         name = "notes"
+        can_curate = True   # the declared capability; a curate() method alone is not enough
 
         def curate(self, binding, window_hours, max_events):
             return f"curated {binding.subject_id} {window_hours:g}h {max_events}"
@@ -298,6 +299,20 @@ def test_resume_drops_a_torn_last_line(tmp_path):
     opened = RunDir.open_existing(run)
     assert (run / RESULTS).read_text() == good + "\n"
     assert opened.done_keys() == {("a", 0)}
+    opened.close()  # the writer's lock: released when a run ends
     (run / RESULTS).write_text('{"qid": "c", "run_index"')  # nothing complete at all
     RunDir.open_existing(run)
     assert (run / RESULTS).read_text() == ""
+
+
+def test_a_plugin_bug_in_open_is_one_message_not_a_traceback(tmp_path, registry, capsys, monkeypatch):
+    import spine_plugin as sp
+
+    def buggy_open(self):
+        raise ValueError("could not parse notes index")
+
+    monkeypatch.setattr(sp.NotesToolset, "open", buggy_open)
+    code, _, err = run_cli(capsys, "apply", str(write_recipe(tmp_path)))
+    assert code == 2
+    assert "toolset 'notes' failed to open: ValueError: could not parse notes index" in err
+    assert "Traceback" not in err and "raises UserError" in err

@@ -54,11 +54,11 @@ class Study:
 
 def resolve_database(database: str, context=None) -> Path:
     """`demo:` / `demo:patients=N,seed=S` -> the cached demo cohort's DuckDB file; else relative to the recipe."""
-    from clinseek.cohort.database_spec import resolve_database as resolve_demo
+    from clinseek.plugins import resolve_database as resolve
 
-    demo = resolve_demo(database, context, toolset="cxr")
-    if demo is not None:
-        return Path(demo)
+    resolved = resolve(database, "cxr", context)
+    if resolved != database:
+        return Path(resolved)
     base = getattr(context, "recipe_dir", None)
     p = Path(database).expanduser()
     return (Path(base) / p) if base is not None and not p.is_absolute() else p
@@ -131,6 +131,32 @@ class CxrToolset(Toolset):
         missing = sorted(need - have)
         if missing:
             raise UserError(f"cxr_metadata lacks column(s) {', '.join(missing)}", where="tools.cxr.with.database")
+
+    def preflight(self) -> list:
+        """For `clinseek validate`: the model card reads and its weights file exists (not hashed here), the
+        database file and image_root exist. A `demo:` database is built by open(), not here."""
+        from clinseek.toolsets import missing_path
+
+        from .card import load_card, resolve_card_path
+
+        cfg: CxrConfig = self.config
+        problems = []
+        try:
+            card = load_card(resolve_card_path(cfg.model, getattr(self.context, "recipe_dir", None)))
+        except UserError as exc:
+            problems.append(("model", exc.render()))
+        else:
+            if not card.weights_path.is_file():
+                problems.append(("model", f"the model card's weights file is missing: {card.weights_path}"))
+        if not cfg.database.startswith("demo:"):
+            reason = missing_path(cfg.database, self.context)
+            if reason:
+                problems.append(("database", f"database {reason}"))
+        if cfg.image_root:
+            reason = missing_path(cfg.image_root, self.context, kind="folder")
+            if reason:
+                problems.append(("image_root", reason))
+        return problems
 
     def close(self) -> None:
         if self.batcher is not None:

@@ -15,7 +15,6 @@ from functools import lru_cache
 import sqlglot
 from sqlglot import exp
 
-from clinseek.errors import ToolError
 from clinseek_ehr.sqlpolicy import check_function, check_type, function_name, refuse
 
 MAX_QUERY_CHARS = 20_000

@@ -45,6 +45,7 @@ class EhrToolset(Toolset):
                    "prediction time. Explore with ehr_tables/ehr_describe, query with ehr_sql (DuckDB SQL).")
     Config = EhrConfig
     patient_data = True
+    can_curate = True
 
     def __init__(self, config: EhrConfig, context=None):
         super().__init__(config, context)
@@ -120,6 +121,28 @@ class EhrToolset(Toolset):
         if self.backend is not None:
             self.backend.close()
             self.backend = None
+
+    def preflight(self) -> list:
+        """For `clinseek validate`: the profile loads, the database file exists or the PostgreSQL server answers
+        (3 s timeout). A `demo:` database is built by open(), not here."""
+        from clinseek.toolsets import missing_path
+        from clinseek_ehr.profile import load_profile
+
+        problems = []
+        try:
+            load_profile(self.config.profile, getattr(self.context, "recipe_dir", None))
+        except UserError as exc:
+            problems.append(("profile", exc.message))
+        db = self.config.database
+        if db.startswith(("postgresql://", "postgres://")) or "dbname=" in db:
+            reason = _postgres_answers(db)
+            if reason:
+                problems.append(("database", reason))
+        elif not db.startswith("demo:"):
+            reason = missing_path(db, self.context)
+            if reason:
+                problems.append(("database", f"EHR database {reason}"))
+        return problems
 
     def bind(self, episode: Episode) -> None:
         episode.state[self._state_key] = self.scope.for_binding(episode.binding.subject_id,
@@ -530,10 +553,23 @@ class LabelIndex:
 
 
 def resolve_database(database: str, context=None) -> str:
-    """`demo:` / `demo:patients=N,seed=S` -> the cached demo cohort's DuckDB file; anything else unchanged."""
-    from clinseek.cohort.database_spec import resolve_database as resolve_demo
+    """The `database:` value after the plugins' resolve_database hook (`demo:` -> the demo cohort's file)."""
+    from clinseek.plugins import resolve_database as resolve
 
-    return resolve_demo(database, context, toolset="ehr") or database
+    return resolve(database, "ehr", context)
+
+
+def _postgres_answers(dsn: str, timeout_s: int = 3) -> str | None:
+    """None when a PostgreSQL server accepts this DSN within the timeout, else why not."""
+    try:
+        import psycopg
+    except ImportError:
+        return "a PostgreSQL DSN needs psycopg (pip install 'psycopg[binary]')"
+    try:
+        psycopg.connect(dsn, connect_timeout=timeout_s).close()
+    except psycopg.Error as exc:
+        return f"cannot connect to PostgreSQL: {(str(exc).strip().splitlines() or [type(exc).__name__])[0]}"
+    return None
 
 
 def _is_text(db_type: str) -> bool:
@@ -576,10 +612,9 @@ def _day(text: str | None, what: str):
 
 
 def _bound(text: str, max_chars: int) -> str:
-    if len(text) <= max_chars:
-        return text
-    cut = text[: max_chars - 80].rsplit("\n", 1)[0]
-    return cut + f"\n... {len(text) - len(cut)} more characters not shown (ask for less)"
+    from clinseek.toolsets import bound_text
+
+    return bound_text(text, max_chars)[0]
 
 
 __all__ = ["EhrToolset", "EhrConfig", "resolve_database"]
