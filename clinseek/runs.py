@@ -195,6 +195,66 @@ def _repair_tail(path: Path) -> tuple[int, str] | None:
     return lineno, head
 
 
+STATUSES = ("completed", "budget_exhausted", "timeout", "error")
+
+
+def _record_models():
+    """The typed shape of the two record kinds (pydantic, built on first use so importing runs.py stays light).
+    Fields beyond these are kept (extra="allow"): a record may carry more, never less or of another type."""
+    global _RESULT, _TRAJECTORY
+    if _RESULT is None:
+        from typing import Literal
+
+        from pydantic import BaseModel, ConfigDict, Field
+
+        class ResultRecord(BaseModel):
+            """One line of results.jsonl: what one attempt of one (qid, run_index) ended with."""
+
+            model_config = ConfigDict(extra="allow")
+            qid: str
+            run_index: int = Field(ge=0)
+            task: str = ""
+            task_type: str = "unknown"
+            answer: list[str] = Field(default_factory=list)
+            label: list[str] = Field(default_factory=list)
+            candidates: list[str] = Field(default_factory=list)
+            status: Literal[STATUSES]  # type: ignore[valid-type]
+            reason: str | None = None
+            usage: dict[str, Any] = Field(default_factory=dict)
+            cost_usd: float | None = None
+            cited_evidence: list[str] = Field(default_factory=list)
+
+        class TrajectoryRecord(BaseModel):
+            """One line of trajectories.jsonl: the canonical conversation of that attempt, with its result."""
+
+            model_config = ConfigDict(extra="allow")
+            qid: str
+            run_index: int = Field(ge=0)
+            messages: list[dict[str, Any]]
+            tools: list[dict[str, Any]] = Field(default_factory=list)
+            evidence: dict[str, Any] = Field(default_factory=dict)
+            status: Literal[STATUSES]  # type: ignore[valid-type]
+
+        _RESULT, _TRAJECTORY = ResultRecord, TrajectoryRecord
+    return _RESULT, _TRAJECTORY
+
+
+_RESULT = _TRAJECTORY = None
+
+
+def check_records(result: dict[str, Any], trajectory: dict[str, Any]) -> None:
+    """Refuse to write a record of the wrong shape: a bug upstream must not leave a line that every reader of
+    the run (scoring, report, exporters, compare, resume) would then have to guess about."""
+    from pydantic import ValidationError
+
+    result_model, trajectory_model = _record_models()
+    for model, record in ((result_model, result), (trajectory_model, trajectory)):
+        try:
+            model.model_validate(record)
+        except ValidationError as exc:
+            raise ValueError(f"refusing to write a malformed {model.__name__}: {exc}") from None
+
+
 class RunDir:
     def __init__(self, path: Path, warn: Warn = None):
         self.path = path
@@ -352,6 +412,7 @@ class RunDir:
             return n
 
     def record_episode(self, result: dict[str, Any], trajectory: dict[str, Any]) -> None:
+        check_records(result, trajectory)
         attempt = self._next_attempt(key_of(result))
         result = {**result, "attempt": attempt}
         self._append(TRAJECTORIES, {**trajectory, "attempt": attempt, "result": result})

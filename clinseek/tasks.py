@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from clinseek.errors import UserError
 
@@ -99,24 +99,15 @@ class Task(BaseModel):
 ANSWER_KEYS = frozenset({"label", "labels", "ground_truth", "output", "answer", "answers", "target"})
 
 
-class TaskView(BaseModel):
-    """A task as hosts, tools and prompts see it: every field of `Task` except `label`. It has no path back to
-    the Task it was made from."""
-
+class _TaskViewBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    qid: str
-    subject_id: int | str
-    hadm_id: int | str | None = None
-    prediction_time: datetime
-    task: str
-    task_type: str = "unknown"
-    question: str
-    candidates: list[str] = Field(default_factory=list)
-    study_ids: list[int | str] = Field(default_factory=list)
-    image_paths: list[str] = Field(default_factory=list)
-    input: str | None = None
-    extra: dict[str, Any] = Field(default_factory=dict)
+
+# A task as hosts, tools and prompts see it: every field of Task except `label`, made from Task's own fields so
+# the two cannot drift apart. It has no path back to the Task it was made from.
+TaskView = create_model(
+    "TaskView", __base__=_TaskViewBase, __module__=__name__,
+    **{name: (f.annotation, f) for name, f in Task.model_fields.items() if name != "label"})
 
 
 class TaskSource:

@@ -114,3 +114,13 @@ def run_episode(toolsets: list, script: "Script | Host", task=None, *, limits=No
         if open_toolsets:
             for ts in toolsets:
                 ts.close()
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then released): a host URL that is down, for tests of
+    pre-flight checks and circuit breakers."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

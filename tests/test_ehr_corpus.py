@@ -202,8 +202,9 @@ def fixture_db(tmp_path_factory):
     return make_fixture_db(tmp_path_factory.mktemp("corpus") / "fixture.duckdb")
 
 
-def _open(database: str, **kw) -> EhrToolset:
-    ts = EhrToolset(EhrConfig(database=database, max_rows=25, max_chars=MAX_CHARS, sql_timeout_s=2.0, **kw), None)
+def _open(database: str, timeout_s: float = 2.0, **kw) -> EhrToolset:
+    ts = EhrToolset(EhrConfig(database=database, max_rows=25, max_chars=MAX_CHARS, sql_timeout_s=timeout_s, **kw),
+                    None)
     ts.open()
     return ts
 
@@ -236,12 +237,12 @@ def run(ts: EhrToolset, query: str) -> tuple[str, str]:
         return ("refused" if str(exc).startswith("query refused") else "error"), str(exc)
 
 
-def check(kind: str, status: str, text: str, name: str) -> None:
-    assert not leaks(text), f"{name}: leaked {leaks(text)}:\n{text[:500]}"
+def check(kind: str, status: str, text: str, name: str, leaked=leaks, min_reason: int = 30) -> None:
+    assert not leaked(text), f"{name}: leaked {leaked(text)}:\n{text[:500]}"
     assert len(text) <= MAX_CHARS, f"{name}: {len(text)} characters"
     if kind == R:
         assert status == "refused", f"{name}: expected a refusal, got {status}: {text[:300]}"
-        assert len(text) > 30  # a reason the model can act on
+        assert len(text) > min_reason, f"{name}: the reason is too short to act on: {text}"
     elif kind in (OK, DUCK):
         assert status == "ok", f"{name}: expected rows, got {status}: {text[:300]}"
     else:

@@ -15,14 +15,10 @@ from datetime import datetime
 
 import pytest
 
-from clinseek.errors import ToolError
-from clinseek.toolsets import Binding, Episode
-from clinseek_ehr.testing import CUTOFF, OTHER, PATIENT, make_fixture_db
-from clinseek_ehr.toolset import EhrConfig, EhrToolset
+from clinseek_ehr.testing import CUTOFF, OTHER, make_fixture_db
+from test_ehr_corpus import B, DUCK, MAX_CHARS, OK, R, _open, _rows, run
+from test_ehr_corpus import check as check_corpus
 from test_ehr_tools import leaks
-
-MAX_CHARS = 4000
-R, OK, B, DUCK = "refuse", "ok", "bounded", "duckdb-only"
 
 # Catalogue and statistics relations of both databases. pg_stats holds most-common values and histograms of every
 # column (other patients' ids, future times); pg_stat_activity other episodes' SQL text.
@@ -149,7 +145,8 @@ HAND: list[tuple[str, str, str]] = [
     ("typeof_ok", "SELECT typeof(valuenum) AS t FROM labevents LIMIT 1", DUCK),
     ("md5_ok", "SELECT md5(comments) AS m FROM labevents ORDER BY 1 LIMIT 2", OK),
     # denial of service: recursion, cross joins, builders
-    ("recursive_infinite", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r", B),
+    ("recursive_with_catalogue", "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r, pg_stats) "
+                                 "SELECT count(*) FROM r", R),
     ("recursive_doubling", "WITH RECURSIVE r(s) AS (SELECT 'x' UNION ALL SELECT s || s FROM r) "
                            "SELECT max(length(s)) FROM r", B),
     ("cross_join_8", "SELECT count(*) AS n FROM chartevents a, chartevents b, chartevents c, chartevents d, "
@@ -252,22 +249,16 @@ def fixture_db(tmp_path_factory):
     return path, _sha256(path)
 
 
-def _open(database: str, **kw) -> EhrToolset:
-    ts = EhrToolset(EhrConfig(database=database, max_rows=25, max_chars=MAX_CHARS, sql_timeout_s=1.5, **kw), None)
-    ts.open()
-    return ts
-
-
 @pytest.fixture(scope="module")
 def duck_snapshot(fixture_db):
-    ts = _open(str(fixture_db[0]), snapshot=True)
+    ts = _open(str(fixture_db[0]), timeout_s=1.5, snapshot=True)
     yield ts
     ts.close()
 
 
 @pytest.fixture(scope="module")
 def duck_shared(fixture_db):
-    ts = _open(str(fixture_db[0]), snapshot=False)
+    ts = _open(str(fixture_db[0]), timeout_s=1.5, snapshot=False)
     yield ts
     ts.close()
 
@@ -285,31 +276,13 @@ def pg(fixture_db):
     with psycopg.connect(dsn, autocommit=True) as con:
         con.execute("ANALYZE ehr_corpus.labevents")   # fill pg_stats, as a live server would have it
         con.execute("ANALYZE ehr_corpus.admissions")
-    ts = _open(dsn, pg_schema="ehr_corpus", pool_size=2)
+    ts = _open(dsn, timeout_s=1.5, pg_schema="ehr_corpus", pool_size=2)
     yield ts
     ts.close()
 
 
-def run(ts: EhrToolset, query: str) -> tuple[str, str]:
-    e = Episode(binding=Binding(qid="q", subject_id=PATIENT, hadm_id=None, prediction_time=CUTOFF), task=None)
-    try:
-        return "ok", ts.ehr_sql(e, query)
-    except ToolError as exc:
-        return ("refused" if str(exc).startswith("query refused") else "error"), str(exc)
-
-
 def check(kind: str, status: str, text: str, name: str) -> None:
-    assert not leaked(text), f"{name}: leaked {leaked(text)}:\n{text[:500]}"
-    assert len(text) <= MAX_CHARS, f"{name}: {len(text)} characters"
-    if kind == R:
-        assert status == "refused", f"{name}: expected a refusal, got {status}: {text[:300]}"
-        assert len(text) > 40, f"{name}: the reason is too short to act on: {text}"
-    elif kind in (OK, DUCK):
-        assert status == "ok", f"{name}: expected rows, got {status}: {text[:300]}"
-
-
-def _rows(text: str) -> list[str]:
-    return sorted(text.splitlines()[1:])
+    check_corpus(kind, status, text, name, leaked=leaked, min_reason=40)
 
 
 @pytest.mark.parametrize("name,query,kind", CORPUS, ids=[c[0] for c in CORPUS])

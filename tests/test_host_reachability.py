@@ -27,11 +27,9 @@ MESSAGES = [{"role": "user", "content": "Is the patient ok?"}]
 
 @pytest.fixture
 def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    from clinseek.testing import closed_port as free_port
+
+    return free_port()
 
 
 def finish_after_echo(request):

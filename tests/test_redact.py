@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import secrets as random_secrets
-import socket
 import sys
 from pathlib import Path
 
@@ -66,11 +65,9 @@ def test_host_description_and_where_never_show_a_url_password():
 
 @pytest.fixture
 def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    from clinseek.testing import closed_port as free_port
+
+    return free_port()
 
 
 def test_a_secret_in_base_url_is_in_no_file_of_the_run_and_not_on_stderr(tmp_path, registry, capsys, monkeypatch,

@@ -373,3 +373,20 @@ def test_compare_refuses_a_run_that_only_errored(tmp_path, capsys):
     failed = write_sample_run(tmp_path / "failed", [e[:6] + ("error",) + e[7:] for e in EPISODES])
     code, _, err = run_cli(capsys, "compare", good, failed)
     assert code == 2 and "every episode of" in err and "has no score to compare" in err
+
+
+def test_a_malformed_record_is_refused_before_anything_is_written(tmp_path):
+    from clinseek.runs import RunDir
+
+    run = RunDir.create(tmp_path, "typed")
+    good = {"qid": "q1", "run_index": 0, "status": "completed", "answer": ["yes"]}
+    trajectory = {"qid": "q1", "run_index": 0, "status": "completed", "messages": []}
+    run.record_episode(good, trajectory)
+    for bad_result, bad_trajectory in (({**good, "status": "done"}, trajectory),
+                                       ({**good, "answer": "yes"}, trajectory),
+                                       (good, {k: v for k, v in trajectory.items() if k != "messages"})):
+        with pytest.raises(ValueError, match="refusing to write a malformed"):
+            run.record_episode(bad_result, bad_trajectory)
+    assert len((run.path / "results.jsonl").read_text().splitlines()) == 1
+    assert len((run.path / "trajectories.jsonl").read_text().splitlines()) == 1
+    run.close()

@@ -171,17 +171,10 @@ class AnthropicHost(ServedHost):
             return status_failure(exc.status_code, _server_message(exc), retry_after_seconds(headers),
                                   self.config.model, KEY_HINT)
         if isinstance(exc, anthropic.APIConnectionError):  # APITimeoutError too: a connect timeout is one
-            from clinseek.hosts.preflight import connect_failure
-
-            down = connect_failure(exc, self.netloc())
-            if down is not None:
-                return Failure(f"could not reach the server: {down}", True, unreachable=True,
-                               hint="check host.base_url and the network path to the API")
-            if isinstance(exc, anthropic.APITimeoutError):
-                return Failure(f"no reply within {self.config.timeout_s:g}s (timeout)", True,
-                               hint="raise host.timeout_s")
-            return Failure(f"the connection to the server failed: {exc.__cause__ or exc}", True,
-                           hint="check the network path to the API (the connection was closed or reset)")
+            return self._connection_failure(
+                exc, isinstance(exc, anthropic.APITimeoutError),
+                down_hint="check host.base_url and the network path to the API", timeout_hint="raise host.timeout_s",
+                reset_hint="check the network path to the API (the connection was closed or reset)")
         if isinstance(exc, (anthropic.APIResponseValidationError, ValueError)):
             return Failure(f"the server sent a malformed reply: {exc}", True)
         return Failure(f"{type(exc).__name__}: {exc}", False)

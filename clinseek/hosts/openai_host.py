@@ -209,23 +209,16 @@ class OpenAIHost(ServedHost):
     def _failure(self, exc: Exception) -> Failure:
         import openai
 
-        from clinseek.hosts.preflight import connect_failure
-
         if isinstance(exc, openai.APIStatusError):
             return status_failure(exc.status_code, _server_message(exc), _retry_after(exc), self.config.model,
                                   "set host.api_key (e.g. api_key: ${env:OPENAI_API_KEY}) to a key this server "
                                   "accepts")
         if isinstance(exc, openai.APIConnectionError):  # APITimeoutError too: a connect timeout is one
-            down = connect_failure(exc, self.netloc())
-            if down is not None:
-                return Failure(f"could not reach the server: {down}", True, unreachable=True,
-                               hint="check host.base_url and that the server is running")
-            if isinstance(exc, openai.APITimeoutError):
-                return Failure(f"no reply within {self.config.timeout_s:g}s (timeout)", True,
-                               hint="raise host.timeout_s, or lower host.max_concurrency if the server is "
-                                    "saturated")
-            return Failure(f"the connection to the server failed: {exc.__cause__ or exc}", True,
-                           hint="check that the server is healthy (it closed or reset the connection)")
+            return self._connection_failure(
+                exc, isinstance(exc, openai.APITimeoutError),
+                down_hint="check host.base_url and that the server is running",
+                timeout_hint="raise host.timeout_s, or lower host.max_concurrency if the server is saturated",
+                reset_hint="check that the server is healthy (it closed or reset the connection)")
         if isinstance(exc, (openai.APIResponseValidationError, MalformedReply, ValueError)):
             return Failure(f"the server sent a malformed reply: {exc}", True,
                            hint="the reply does not follow the chat-completions format; check the server's log "

@@ -122,6 +122,19 @@ class Failure:
 class ServedHost(CachingHost):
     """A host behind an HTTP API: retries, limits and timeouts around `_request`."""
 
+    def _connection_failure(self, exc: Exception, timed_out: bool, *, down_hint: str, timeout_hint: str,
+                            reset_hint: str) -> Failure:
+        """An SDK's connection error as a Failure: the server could not be reached (counts toward the circuit
+        breaker), no reply in time, or a connection that was closed or reset after it opened."""
+        from clinseek.hosts.preflight import connect_failure
+
+        down = connect_failure(exc, self.netloc())
+        if down is not None:
+            return Failure(f"could not reach the server: {down}", True, unreachable=True, hint=down_hint)
+        if timed_out:
+            return Failure(f"no reply within {self.config.timeout_s:g}s (timeout)", True, hint=timeout_hint)
+        return Failure(f"the connection to the server failed: {exc.__cause__ or exc}", True, hint=reset_hint)
+
     config: ServedConfig
     default_base_url: str | None = None  # where the SDK goes when base_url is not set
 
