@@ -174,8 +174,7 @@ def assemble(loaded: LoadedRecipe, registry: Registry | None = None, context: Ru
         src_cls = registry.get("task_sources", recipe.tasks.source, where=where(("tasks", "source")))
         if not loaded.has_problem(("tasks",)):  # e.g. a misspelt `path`: "needs tasks.path" would only repeat it
             path = loaded.resolve_path(recipe.tasks.path) if recipe.tasks.path else None
-            options = {**recipe.tasks.with_, "on_error": recipe.tasks.on_error}
-            source = src_cls(path, options, context)
+            source = src_cls({**recipe.tasks.with_, "path": path, "on_error": recipe.tasks.on_error}, context)
     except UserError as exc:
         found.append(render_at(exc, where(("tasks", "path" if recipe.tasks.path else "source"))))
 

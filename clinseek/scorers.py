@@ -9,8 +9,11 @@ class Scorer:
 
     name: ClassVar[str] = ""
 
-    def __init__(self, options: dict[str, Any] | None = None):
-        self.options = options or {}
+    def __init__(self, config: Any = None, context: Any = None):
+        # Like every extension class: (config, context). Scorers named in a recipe get no options yet.
+        self.config = config
+        self.context = context
+        self.options: dict[str, Any] = config.model_dump() if hasattr(config, "model_dump") else dict(config or {})
 
     def score(self, answer: list[str], task: Any) -> dict[str, float]:  # pragma: no cover - interface
         raise NotImplementedError

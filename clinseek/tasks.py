@@ -118,14 +118,37 @@ class TaskSource:
     """
 
     name: str = ""
+    Config: Any = None   # TaskSourceConfig (set below); a source may subclass it to type its own options
 
-    def __init__(self, path: Path | None, options: dict[str, Any], context: Any = None):
-        self.path = path
-        self.options = options
+    def __init__(self, config: "TaskSourceConfig | dict[str, Any] | None" = None, context: Any = None):
+        from pydantic import ValidationError
+
+        cls = type(self).Config or TaskSourceConfig
+        try:
+            self.config = config if isinstance(config, BaseModel) else cls.model_validate(config or {})
+        except ValidationError as exc:
+            raise UserError(f"task source {self.name!r}: {_short_error(exc)}", where="tasks",
+                            hint="check the recipe's tasks block") from None
         self.context = context
+        self.path: Path | None = self.config.path
+        # The source's own options (the recipe's `tasks.with`) and on_error, as a plain mapping.
+        self.options: dict[str, Any] = {**(self.config.model_extra or {}), "on_error": self.config.on_error}
 
     def iter_tasks(self) -> Iterator[Task]:  # pragma: no cover - interface
         raise NotImplementedError
+
+
+class TaskSourceConfig(BaseModel):
+    """What every task source gets: `path` (resolved against the recipe's folder), `on_error`, and the recipe's
+    `tasks.with` options as extra fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    path: Path | None = None
+    on_error: str = "skip"
+
+
+TaskSource.Config = TaskSourceConfig
 
 
 class MalformedTask(UserError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from clinseek import Episode, ToolError, Toolset, ToolsetConfig, hookimpl, tool
+from clinseek import Episode, Scorer, ToolError, Toolset, ToolsetConfig, hookimpl, tool
 from clinseek.testing import SCRIPTS  # noqa: F401 - tests register inline scripts through sp.SCRIPTS
 from clinseek.testing import ScriptedConfig as BaseScriptedConfig
 from clinseek.testing import ScriptedHost as BaseScriptedHost
@@ -108,3 +108,17 @@ def register_hosts(register):
 @hookimpl
 def register_toolsets(register):
     register(NotesToolset)
+
+
+class AnswerLengthScorer(Scorer):
+    """A third party's scorer: how many candidates the answer names."""
+
+    name = "answer_length"
+
+    def score(self, answer, task):
+        return {"answer_length": float(len(answer))}
+
+
+@hookimpl
+def register_scorers(register):
+    register(AnswerLengthScorer)

@@ -316,3 +316,18 @@ def test_a_plugin_bug_in_open_is_one_message_not_a_traceback(tmp_path, registry,
     assert code == 2
     assert "toolset 'notes' failed to open: ValueError: could not parse notes index" in err
     assert "Traceback" not in err and "raises UserError" in err
+
+
+def test_a_recipe_names_a_plugins_scorer_and_apply_runs_it(tmp_path, registry, capsys):
+    recipe = write_recipe(tmp_path, output={"dir": str(tmp_path / "runs"), "report": False,
+                                            "scorers": ["answer_length"]})
+    code, _, err = run_cli(capsys, "apply", str(recipe))
+    assert code == 0, err
+    scores = json.loads((next((tmp_path / "runs").iterdir()) / "scores.json").read_text())
+    assert scores["extra"]["answer_length"] == {"answer_length": 1.0}
+
+
+def test_an_unknown_scorer_is_a_validation_problem(tmp_path, registry, capsys):
+    recipe = write_recipe(tmp_path, output={"dir": str(tmp_path / "runs"), "scorers": ["answer_lenght"]})
+    code, _, err = run_cli(capsys, "validate", str(recipe))
+    assert code == 2 and "answer_lenght" in err and "answer_length" in err

@@ -116,18 +116,18 @@ def test_cache_dir_comes_from_clinseek_cache(monkeypatch, tmp_path):
 def test_demo_task_source_yields_tasks_with_absolute_image_paths(small_demo):
     paths, cache = small_demo
     ctx = SimpleNamespace(cache_dir=cache, recipe_dir=Path("."), warn=lambda s: None)
-    src = DemoTaskSource(None, {"patients": 12, "seed": 2}, ctx)
+    src = DemoTaskSource({"patients": 12, "seed": 2}, ctx)
     tasks = list(src.iter_tasks())
     assert len(tasks) == len(paths.tasks.read_text().splitlines())
     mm = [t for t in tasks if t.task_type == "multimodal"]
     assert mm and all(Path(p).is_absolute() and Path(p).exists() for t in mm for p in t.image_paths)
-    only = list(DemoTaskSource(None, {"with": {"patients": 12, "seed": 2, "tasks": ["mortality"], "limit": 2}},
+    only = list(DemoTaskSource({"with": {"patients": 12, "seed": 2, "tasks": ["mortality"], "limit": 2}},
                                ctx).iter_tasks())
     assert 0 < len(only) <= 2 and {t.task for t in only} == {"mortality"}
     with pytest.raises(UserError, match="unknown demo task"):
-        list(DemoTaskSource(None, {"patients": 12, "seed": 2, "tasks": ["nope"]}, ctx).iter_tasks())
+        list(DemoTaskSource({"patients": 12, "seed": 2, "tasks": ["nope"]}, ctx).iter_tasks())
     with pytest.raises(UserError, match="positive integer"):
-        list(DemoTaskSource(None, {"patients": "many"}, ctx).iter_tasks())
+        list(DemoTaskSource({"patients": "many"}, ctx).iter_tasks())
 
 
 def test_demo_source_is_registered_by_the_demo_plugin_not_the_core():

@@ -29,7 +29,7 @@ def test_a_prediction_time_with_an_offset_is_refused(when):
 def test_the_task_file_names_the_line_of_an_offset(tmp_path):
     path = tmp_path / "tasks.jsonl"
     path.write_text(json.dumps(_row("2180-05-06T12:00:00")) + "\n" + json.dumps(_row("2180-05-06T07:45:00-12:00")))
-    tasks = JsonlTaskSource(path, {"on_error": "fail"})
+    tasks = JsonlTaskSource({"path": path, "on_error": "fail"})
     with pytest.raises(MalformedTask) as err:
         list(tasks.iter_tasks())
     assert f"{path}:2" in err.value.render() and "offset" in err.value.render()

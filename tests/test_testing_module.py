@@ -82,3 +82,16 @@ def test_a_toolset_whose_tool_breaks_the_naming_rule_is_refused_at_registration(
     reg.collect()
     assert "badly" not in reg.items["toolsets"]
     assert "must be named badly_<verb>" in reg.plugins["badly-plugin"].error
+
+
+def test_the_five_extension_classes_take_config_and_context_alike():
+    from clinseek import Exporter, Host, HostConfig, Scorer, TaskSource
+
+    context = object()
+    made = [Toolset(LookupConfig(), context), Host(HostConfig(provider="x"), context),
+            TaskSource({"path": "tasks.jsonl", "limit_rows": 3}, context), Exporter({"formats": ["trl"]}, context),
+            Scorer({"k": 1}, context)]
+    assert all(obj.context is context and obj.config is not None for obj in made)
+    source = made[2]
+    assert str(source.path) == "tasks.jsonl" and source.options == {"limit_rows": 3, "on_error": "skip"}
+    assert made[3].options == {"formats": ["trl"]} and made[4].options == {"k": 1}

@@ -15,8 +15,11 @@ class Exporter:
     name: ClassVar[str] = ""
     filename: ClassVar[str] = "train.jsonl"
 
-    def __init__(self, options: dict[str, Any] | None = None):
-        self.options = options or {}
+    def __init__(self, config: Any = None, context: Any = None):
+        # config: the recipe's output.export (ExportOptions) or a plain mapping; self.options is it as a mapping.
+        self.config = config
+        self.context = context
+        self.options: dict[str, Any] = config.model_dump() if hasattr(config, "model_dump") else dict(config or {})
 
     def convert(self, record: dict[str, Any]) -> dict[str, Any] | None:  # pragma: no cover - interface
         raise NotImplementedError

@@ -51,7 +51,7 @@ def export_run(run_dir: Path | str, fmt: str | list[str] | None = None, out: Pat
     kept = list(filter_records(records, opts, stats))
     written: dict[str, list[str]] = {}
     for cls, name in classes:
-        exporter = cls(opts.model_dump())
+        exporter = cls(opts)
         sub = out_dir / name if len(classes) > 1 else out_dir
         written[name] = [str(p) for p in exporter.write(kept, sub)]
     summary = {"formats": written, "stats": dict(stats), "out": str(out_dir), "options": opts.model_dump()}

@@ -15,10 +15,10 @@ class DemoTaskSource(TaskSource):
 
     name = "demo"
 
-    def __init__(self, path: Path | None, options: dict[str, Any], context: Any = None):
-        super().__init__(path, options, context)
-        opts = dict(options.get("with") or {}, **{k: v for k, v in options.items() if k != "with"})
-        self.opts = opts
+    def __init__(self, config: Any = None, context: Any = None):
+        super().__init__(config, context)
+        options = self.options
+        self.opts = dict(options.get("with") or {}, **{k: v for k, v in options.items() if k != "with"})
 
     def _int(self, key: str, default: int) -> int:
         value = self.opts.get(key, default)

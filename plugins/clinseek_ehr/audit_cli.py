@@ -59,7 +59,7 @@ def load_for_audit(recipe, site=None, overrides=(), limit=None):
     registry = get_registry()
     src_cls = registry.get("task_sources", loaded.recipe.tasks.source, where=loaded.where(("tasks", "source")))
     path = loaded.resolve_path(loaded.recipe.tasks.path) if loaded.recipe.tasks.path else None
-    source = src_cls(path, {**loaded.recipe.tasks.with_, "on_error": loaded.recipe.tasks.on_error}, context)
+    source = src_cls({**loaded.recipe.tasks.with_, "path": path, "on_error": loaded.recipe.tasks.on_error}, context)
     tasks = select_tasks(SimpleNamespace(recipe=loaded.recipe, source=source), limit)
     toolset = EhrToolset(config, context)
     toolset.open()
