@@ -1,9 +1,9 @@
 """The `rules` host: the offline, deterministic baseline (docs/baseline.md), split by concern.
 
-`host` (the Host: plans and decisions per family), `observations` (tool replies parsed into tables), `queries`
-(the SQL and kb queries it issues), `package` (curated input parsed into the same tables), one module per task
-family (`risk`, `diagnosis`, `labs`, `cxr`), `families` (which policy a task gets), `answers` and `catalog`
-(MIMIC-IV item ids, thresholds). The names below are what the project's tests and calibration bench use.
+`host` (the Host: which tool calls to make, then which family decides), `observations` (tool replies parsed
+into tables), `queries` (the SQL and kb queries it issues), `package` (curated input parsed into the same
+tables), one module per task family with its rules and its decision (`risk`, `diagnosis`, `labs`, `cxr`),
+`families` (which policy a task gets), `answers` and `catalog` (MIMIC-IV item ids, thresholds). The names below are what the project's tests and calibration bench use.
 """
 from clinseek_demo.rules.catalog import RISK_FAMILIES
 from clinseek_demo.rules.cxr import finding_probabilities

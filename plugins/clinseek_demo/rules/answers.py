@@ -11,8 +11,6 @@ def norm(s: str) -> str:
 def pick(candidates: list[str], *words: str) -> str | None:
     for cand in candidates:
         n = norm(cand)
-
-
         if any(norm(w) in n for w in words):
             return cand
     return None

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 
+
+
 # MIMIC-IV item ids (d_items / d_labitems) the policies read.
 VITALS = {220045: "heart_rate", 220179: "sbp", 220050: "sbp", 220210: "resp_rate", 220277: "spo2",
           223762: "temp_c", 223761: "temp_f"}

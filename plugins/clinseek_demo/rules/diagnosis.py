@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from clinseek_demo.rules.answers import pick
+from clinseek_demo.rules.catalog import LABS, VITALS
+from clinseek_demo.rules.observations import Decision, latest_values, Observation, parse_table
+
 
 # Diagnosis categories: what in the observations supports each (matched against the candidates' wording) --------
 
@@ -41,3 +45,31 @@ DX_RULES: list[tuple[tuple[str, ...], Any]] = [
     (("chronic kidney",), lambda v, d, c: has_code(c, "N18", "585")),
     (("posthemorrhagic anemia", "anemia"), lambda v, d, c: v.get("hemoglobin", 99) < 8),
 ]
+
+
+def decide_diagnosis(candidates: list[str], obs: dict[str, Observation], max_dx: int) -> Decision:
+    values = {**latest_values(obs.get("vitals"), VITALS), **latest_values(obs.get("labs"), LABS)}
+    drugs = [r.get("drug", "").lower() for r in parse_table(obs["meds"].text)] if "meds" in obs else []
+    codes = [r.get("icd_code", "") for r in parse_table(obs["history"].text)] if "history" in obs else []
+    chosen, reasons = [], []
+    for words, rule in DX_RULES:
+        cand = pick(candidates, *words) if candidates else None
+        if cand is None or cand in chosen:
+            continue
+        try:
+            hit = bool(rule(values, drugs, codes))
+        except TypeError:
+            hit = False
+        if hit:
+            chosen.append(cand)
+            reasons.append(cand)
+    chosen = chosen[: max_dx]
+    evidence = [o.evidence_id for k in ("labs", "meds", "history", "vitals") if (o := obs.get(k))
+                and o.evidence_id and not o.is_error]
+    if not chosen:
+        fallback = pick(candidates, "chest pain") or (candidates[:1] if candidates else [])
+        fallback_list = [fallback] if isinstance(fallback, str) else list(fallback)
+        return Decision(fallback_list, evidence, "No active problem met a rule: answering the most common "
+                                                 f"category {fallback_list}.")
+    return Decision(chosen, evidence, "Active problems from treatments, labs and coded history: "
+                                      + "; ".join(reasons) + ".")

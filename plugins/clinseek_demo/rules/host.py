@@ -19,25 +19,21 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from clinseek.hosts.base import GenerateContext, Host, HostConfig, HostResponse, ToolCall, Usage
-from clinseek_demo.rules.answers import norm, pick, yes_no
-from clinseek_demo.rules.catalog import DEFAULT_THRESHOLDS, LABS, RISK_FAMILIES, VITALS
-from clinseek_demo.rules.cxr import (CXR_FINDING_WORDS, change_answer, cxr_prior, fmt_probs, question_finding,
-                                     finding_probabilities)
-from clinseek_demo.rules.diagnosis import DX_RULES
+from clinseek_demo.rules.catalog import DEFAULT_THRESHOLDS, RISK_FAMILIES
+from clinseek_demo.rules.cxr import cxr_prior, decide_cxr
+from clinseek_demo.rules.diagnosis import decide_diagnosis
 from clinseek_demo.rules.families import policy_family
-from clinseek_demo.rules.labs import ALWAYS_DRAWN, HABIT_SHARE, LAB_GROUP_MARKERS
-from clinseek_demo.rules.observations import (Decision, Observation, Step, EID_PREFIX, latest_values, num,
-                                              observations, parse_table)
+from clinseek_demo.rules.labs import decide_lab_orders
+from clinseek_demo.rules.observations import Decision, Observation, observations, parse_table, prediction_time, Step
 from clinseek_demo.rules.package import find_package, package_observations
 from clinseek_demo.rules.queries import (CONTEXT_SQL, ED_SQL, HISTORY_SQL, KB_QUERIES, LABS_SQL, MEDS_SQL,
                                          VITALS_SQL, lab_orders_sql)
-from clinseek_demo.rules.risk import risk_features, risk_points
+from clinseek_demo.rules.risk import decide_risk
 
 
 class RulesConfig(HostConfig):
@@ -50,8 +46,6 @@ class RulesConfig(HostConfig):
     cxr_threshold: float = Field(0.5, ge=0.0, le=1.0,
                                  description="probability at or above which a CXR finding counts as present "
                                              "(used when the model card gives no threshold)")
-
-
     max_dx: int = Field(6, ge=1, description="at most this many diagnosis categories in an answer")
 
 # The host ------------------------------------------------------------------------------------------------------
@@ -75,75 +69,48 @@ class RulesHost(Host):
     async def generate(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                        ctx: GenerateContext) -> HostResponse:
         t0 = time.perf_counter()
-
-
         task = ctx.task
         family = policy_family(task)
-
-
         available = {t["name"]: t for t in tools}
         obs = observations(messages)
-
-
         package = find_package(messages) if set(available) <= {"finish"} else None
         if package is not None:
             return self._finish_curated(family, task, available, package, t0)
-
-
         for step in self.plan(family, task, available, obs):
             if step.key not in obs:
                 call = ToolCall(id=f"rules_{step.key}", name=step.tool, arguments=step.arguments)
-
-
                 return HostResponse(content=step.why, tool_calls=[call], latency_s=time.perf_counter() - t0,
                                     finish_reason="tool_calls")
         decision = self.decide(family, task, available, obs)
-
-
         if set(available) <= {"finish"} and not obs:
             decision.reasoning = ("No data tools and no evidence package in the curator's format (\"Events in the "
                                   "... h before ...\") in the prompt. " + decision.reasoning)
         return self._finish(decision, available, len(obs), t0)
 
-
     def _finish_curated(self, family: str, task: Any, available: dict[str, Any], package: str,
                         t0: float) -> HostResponse:
         """Curated input: decide from the package's events with the same rules; no evidence ids to cite."""
         obs, used = package_observations(package)
-
-
         if family.startswith("cxr"):
             prior = cxr_prior(family, list(getattr(task, "candidates", []) or []))
-
-
             decision = Decision(prior, [], "The curated evidence package carries no images, and the CXR rules read "
                                            f"model output on an image: falling back to the prior {prior}.")
-
-
         else:
             decision = self.decide(family, task, available, obs)
-
-
             decision.evidence = []
             decision.reasoning = ("From the curated evidence package: " + ("; ".join(used) or "no usable events")
                                   + ". " + decision.reasoning)
         return self._finish(decision, available, 0, t0)
 
-
     def _finish(self, decision: Decision, available: dict[str, Any], n_obs: int, t0: float) -> HostResponse:
         args: dict[str, Any] = {"answer": decision.answer}
         if "finish" in available:
             props = available["finish"].get("parameters", {}).get("properties", {})
-
-
             if "evidence" in props:
                 args["evidence"] = [e for e in dict.fromkeys(decision.evidence) if e]
         call = ToolCall(id=f"rules_finish_{n_obs}", name="finish", arguments=args)
-
-
         return HostResponse(content=decision.reasoning, tool_calls=[call], usage=Usage(),
                             latency_s=time.perf_counter() - t0, finish_reason="tool_calls")
-
 
     # Plans ---------------------------------------------------------------------------------------------------
     def plan(self, family: str, task: Any, tools: dict[str, Any], obs: dict[str, Observation]) -> list[Step]:
@@ -154,12 +121,10 @@ class RulesHost(Host):
             if sql:
                 steps.append(Step(key, "ehr_sql", {"query": query}, why))
 
-
         def kb(key: str) -> None:
             if self.config.use_kb and "kb_search" in tools and key in KB_QUERIES:
                 args = _fit_args(tools["kb_search"], {"query": KB_QUERIES[key]}, {"limit": 2, "k": 2, "top_k": 2})
                 steps.append(Step("kb", "kb_search", args, "Look up the rule's clinical rationale."))
-
 
         if family in RISK_FAMILIES:
             q("vitals", VITALS_SQL, "Latest ICU vital signs for an early-warning score.")
@@ -169,8 +134,6 @@ class RulesHost(Host):
             q("meds", MEDS_SQL, "Treatments started this admission (they reveal the active problems).")
             q("history", HISTORY_SQL, "Chronic conditions coded on earlier admissions.")
             kb(family)
-
-
         elif family.startswith("diagnosis"):
             q("vitals", VITALS_SQL, "Latest ICU vital signs.")
             q("ed", ED_SQL, "Emergency-department vital signs of this admission.")
@@ -178,241 +141,49 @@ class RulesHost(Host):
             q("meds", MEDS_SQL, "Medications started this admission (treatments reveal active problems).")
             q("history", HISTORY_SQL, "Conditions coded on earlier admissions.")
             kb("diagnosis_ccsr")
-
-
         elif family == "lab_orders_24h":
-            pt = _prediction_time(task)
-
-
+            pt = prediction_time(task)
             if pt is not None:
                 q("recent_labs", lab_orders_sql(pt), "How often each lab has been drawn this admission.")
-
-
         elif family.startswith("cxr"):
             steps += self._cxr_plan(family, task, tools, obs)
-
-
         return steps
 
     def _cxr_plan(self, family: str, task: Any, tools: dict[str, Any], obs: dict[str, Observation]) -> list[Step]:
         steps: list[Step] = []
         named = list(getattr(task, "study_ids", []) or [])  # the studies the question is about (public fields)
-
-
         if "cxr_studies" in tools:
             steps.append(Step("studies", "cxr_studies", {}, "List this patient's chest X-ray studies up to the "
                                                             "prediction time."))
-
-
             if "studies" not in obs:
                 return steps
         studies = named or _study_ids(obs.get("studies"), task)
-
-
         if family == "cxr_change" and "cxr_compare" in tools and len(studies) >= 2:
             args = _fit_args(tools["cxr_compare"], {}, {"study_id_a": studies[-2], "study_id_b": studies[-1]})
             steps.append(Step("compare", "cxr_compare", args, "Compare the earlier study with the later one."))
-
-
         elif family == "cxr_change" and "cxr_classify" in tools and len(studies) >= 2:
             for key, sid in (("classify_a", studies[-2]), ("classify", studies[-1])):
                 steps.append(Step(key, "cxr_classify", _fit_args(tools["cxr_classify"], {}, {"study_id": sid}),
                                   f"Classify findings on study {sid}."))
-
-
         elif "cxr_classify" in tools and studies:
             sid = studies[0] if named else studies[-1]
             steps.append(Step("classify", "cxr_classify", _fit_args(tools["cxr_classify"], {}, {"study_id": sid}),
                               f"Classify findings on study {sid}."))
-
-
         return steps
 
     # Decisions -----------------------------------------------------------------------------------------------
     def decide(self, family: str, task: Any, tools: dict[str, Any], obs: dict[str, Observation]) -> Decision:
         candidates = list(getattr(task, "candidates", []) or [])
-
-
         if family in RISK_FAMILIES:
-            return self._decide_risk(family, task, candidates, obs)
-
-
+            return decide_risk(family, task, candidates, obs, self.thresholds.get(family, 7.0))
         if family.startswith("diagnosis"):
-            return self._decide_dx(candidates, obs)
-
-
+            return decide_diagnosis(candidates, obs, self.config.max_dx)
         if family == "lab_orders_24h":
-            return self._decide_lab_orders(task, candidates, obs)
-
-
+            return decide_lab_orders(task, candidates, obs)
         if family.startswith("cxr"):
-            return self._decide_cxr(family, task, candidates, obs, tools)
-
-
+            return decide_cxr(family, task, candidates, obs, tools, self.config.cxr_threshold)
         prior = candidates[-1:] if candidates else []
         return Decision(prior, [], f"No rule for task family {family!r}: answering the prior {prior}.")
-
-
-    def _decide_risk(self, family: str, task: Any, candidates: list[str], obs: dict[str, Observation]
-                     ) -> Decision:
-        f = risk_features(obs, _prediction_time(task))
-
-
-        if not f["values"]:
-            return Decision([yes_no(candidates, False)], [],
-                            "No vitals or labs could be read (no ehr_sql tool, or the queries failed): falling "
-                            "back to the prior 'no', the majority answer for this family.")
-        points, parts = risk_points(family, f)
-        evidence = [o.evidence_id for k in ("vitals", "ed", "labs", "context", "meds", "history")
-
-
-                    if (o := obs.get(k)) and o.evidence_id and not o.is_error]
-        if "kb" in obs and obs["kb"].evidence_id and not obs["kb"].is_error:
-            evidence.append(obs["kb"].evidence_id)
-        threshold = self.thresholds.get(family, 7.0)
-
-
-        yes = points >= threshold
-        why = (f"Warning score {points:g} (threshold {threshold:g} for {family}): "
-               f"{'; '.join(parts) or 'nothing abnormal'}. Answer: {'yes' if yes else 'no'}.")
-        return Decision([yes_no(candidates, yes)], evidence, why)
-
-
-    def _decide_dx(self, candidates: list[str], obs: dict[str, Observation]) -> Decision:
-        values = {**latest_values(obs.get("vitals"), VITALS), **latest_values(obs.get("labs"), LABS)}
-        drugs = [r.get("drug", "").lower() for r in parse_table(obs["meds"].text)] if "meds" in obs else []
-        codes = [r.get("icd_code", "") for r in parse_table(obs["history"].text)] if "history" in obs else []
-        chosen, reasons = [], []
-        for words, rule in DX_RULES:
-            cand = pick(candidates, *words) if candidates else None
-            if cand is None or cand in chosen:
-                continue
-            try:
-                hit = bool(rule(values, drugs, codes))
-
-
-            except TypeError:
-                hit = False
-            if hit:
-                chosen.append(cand)
-                reasons.append(cand)
-
-
-        chosen = chosen[: self.config.max_dx]
-        evidence = [o.evidence_id for k in ("labs", "meds", "history", "vitals") if (o := obs.get(k))
-
-
-                    and o.evidence_id and not o.is_error]
-        if not chosen:
-            fallback = pick(candidates, "chest pain") or (candidates[:1] if candidates else [])
-            fallback_list = [fallback] if isinstance(fallback, str) else list(fallback)
-
-
-            return Decision(fallback_list, evidence, "No active problem met a rule: answering the most common "
-                                                     f"category {fallback_list}.")
-
-
-        return Decision(chosen, evidence, "Active problems from treatments, labs and coded history: "
-                                          + "; ".join(reasons) + ".")
-
-
-    def _decide_lab_orders(self, task: Any, candidates: list[str], obs: dict[str, Observation]) -> Decision:
-        o = obs.get("recent_labs")
-
-
-        rows = parse_table(o.text) if o and not o.is_error else []
-        pt = _prediction_time(task)
-
-
-        habit: dict[str, float] = {}  # label -> share of hospital days it was drawn on, if drawn in the last 36 h
-        for r in rows:
-            drawn, days = num(r.get("days_drawn")), num(r.get("days_in_hospital"))
-
-
-            try:
-                last = datetime.fromisoformat(r.get("last_drawn", ""))
-
-
-            except ValueError:
-                last = None
-            recent = last is not None and (pt is None or pt - last <= timedelta(hours=36))
-
-
-            if drawn and days and recent:
-                habit[r.get("label", "")] = drawn / days
-        chosen, why = [], []
-        for words, markers in LAB_GROUP_MARKERS:
-            cand = pick(candidates, *words)
-
-
-            if cand is None or cand in chosen:
-                continue
-            share = max((habit.get(m, 0.0) for m in markers), default=0.0)
-
-
-            if any(w in norm(cand) for w in ALWAYS_DRAWN):
-                chosen.append(cand)
-
-
-            elif share >= HABIT_SHARE:
-                chosen.append(cand)
-                why.append(f"{cand} ({share:.0%} of days)")
-
-
-        if o is None:
-            return Decision(chosen, [], "No lab data could be read: answering the routine panels only.")
-
-
-        return Decision(chosen, [o.evidence_id] if o.evidence_id else [],
-                        "Routine panels, plus the groups drawn on at least two thirds of the hospital days so far and "
-                        "in the last 36 hours: " + ("; ".join(why) or "none") + ".")
-
-
-    def _decide_cxr(self, family: str, task: Any, candidates: list[str], obs: dict[str, Observation],
-                    tools: dict[str, Any]) -> Decision:
-        source = obs.get("compare") or obs.get("classify")
-
-
-        if source is None or source.is_error:
-            missing = [t for t in ("cxr_studies", "cxr_classify", "cxr_compare") if t not in tools]
-            prior = cxr_prior(family, candidates)
-            why = ("No CXR model output" + (f" (this recipe has no {', '.join(missing)})" if missing else "")
-                   + f": falling back to the prior {prior}.")
-            return Decision(prior, [], why)
-        text = EID_PREFIX.sub("", source.text)
-
-
-        evidence = [e for e in (obs["studies"].evidence_id if "studies" in obs else None, source.evidence_id) if e]
-        if family == "cxr_change":
-            finding = question_finding(str(getattr(task, "question", "")), source)
-            answer, why = change_answer(obs, finding, candidates, self.config.cxr_threshold)
-
-
-            evidence += [o.evidence_id for k in ("classify_a",) if (o := obs.get(k)) and o.evidence_id]
-            return Decision(answer, evidence, why)
-        probs = finding_probabilities(text)
-
-
-        present = {f for f, (p, thr) in probs.items() if p >= (thr if thr is not None else self.config.cxr_threshold)}
-        if family == "cxr_finding_presence":
-            finding = question_finding(str(getattr(task, "question", "")), source)
-            yes = finding in present if finding else bool(present - {"no_finding"})
-
-
-            return Decision([yes_no(candidates, yes)], evidence,
-                            f"CXR model: {fmt_probs(probs)}; present at threshold: {sorted(present) or 'none'}.")
-
-
-        chosen = []
-        for f in sorted(present):
-            cand = pick(candidates, *CXR_FINDING_WORDS.get(f, (f.replace("_", " "),))) if candidates else f
-            if cand and cand not in chosen:
-                chosen.append(cand)
-
-
-        if not chosen:
-            chosen = [pick(candidates, "no finding", "normal") or "No Finding"] if candidates else ["no finding"]
-        return Decision(chosen, evidence, f"CXR model: {fmt_probs(probs)}; findings at threshold: {chosen}.")
 
 
 # Helpers for tools whose argument names differ between toolsets ---------------------------------------------------
@@ -427,34 +198,16 @@ def _fit_args(schema: dict[str, Any], required: dict[str, Any], optional: dict[s
     return args
 
 
-def _prediction_time(task: Any) -> datetime | None:
-    pt = getattr(task, "prediction_time", None)
-    if isinstance(pt, str):
-        try:
-            pt = datetime.fromisoformat(pt)
-
-
-        except ValueError:
-            return None
-    return pt if isinstance(pt, datetime) else None
-
-
 def _study_ids(obs: Observation | None, task: Any) -> list[Any]:
     """Study ids in time order from the cxr_studies observation (a table, or JSON), else the task's list."""
     ids: list[Any] = []
     if obs is not None and not obs.is_error:
         for row in parse_table(obs.text):
             sid = row.get("study_id")
-
-
             if sid:
                 ids.append(int(sid) if sid.isdigit() else sid)
-
-
         if not ids:
             ids = [int(x) for x in re.findall(r"\bstudy[_ ]id\W+(\d+)", obs.text)]
     if not ids:
         ids = list(getattr(task, "study_ids", []) or [])
-
-
     return ids

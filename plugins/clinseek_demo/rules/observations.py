@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from clinseek_demo.rules.catalog import LABS
@@ -51,23 +52,17 @@ def parse_table(text: str) -> list[dict[str, str]]:
     rows = []
     for ln in lines[start + 1:]:
         cells = split(ln)
-
-
         if len(cells) != len(head):
             if rows:
                 break
             continue
         rows.append(dict(zip(head, cells)))
-
-
     return rows
 
 
 def num(value: Any) -> float | None:
     try:
         return float(value)
-
-
     except (TypeError, ValueError):
         return None
 
@@ -86,14 +81,10 @@ def observations(messages: list[dict[str, Any]]) -> dict[str, Observation]:
         if not cid.startswith("rules_"):
             continue
         call = calls.get(cid, {})
-
-
         step = cid[len("rules_"):]
         out[step] = Observation(step=step, tool=m.get("name") or call.get("name", ""),
                                 arguments=call.get("arguments") or {}, text=m.get("content") or "",
                                 evidence_id=m.get("evidence_id"), is_error=bool(m.get("is_error")))
-
-
     return out
 
 
@@ -104,13 +95,9 @@ def latest_values(obs: Observation | None, ids: dict[int, str]) -> dict[str, flo
     for row in parse_table(obs.text):
         item = num(row.get("itemid"))
         v = num(row.get("valuenum"))
-
-
         if item is None or v is None:
             continue
         name = ids.get(int(item))
-
-
         if name and name not in vals:
             vals[name] = v
     if "temp_c" not in vals and "temp_f" in vals:
@@ -124,8 +111,6 @@ def first_values(obs: Observation | None) -> dict[str, float]:
         return vals
     for row in parse_table(obs.text):
         item, v = num(row.get("itemid")), num(row.get("first_value"))
-
-
         if item is not None and v is not None and LABS.get(int(item)):
             vals[LABS[int(item)]] = v
     return vals
@@ -141,3 +126,14 @@ def ed_values(obs: Observation | None) -> dict[str, float]:
     if "temp_f" in vals:
         vals["temp_c"] = (vals.pop("temp_f") - 32) * 5 / 9
     return vals
+
+
+def prediction_time(task: Any) -> datetime | None:
+    """The task's prediction time as a datetime (a task view may carry it as ISO text)."""
+    pt = getattr(task, "prediction_time", None)
+    if isinstance(pt, str):
+        try:
+            pt = datetime.fromisoformat(pt)
+        except ValueError:
+            return None
+    return pt if isinstance(pt, datetime) else None

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from clinseek_demo.rules.observations import Observation, num
+from clinseek_demo.rules.observations import num, Observation
 
 
 # Curated input: the evidence package parsed into the observation tables the ehr_sql path reads ------------------
@@ -39,19 +39,13 @@ def find_package(messages: list[dict[str, Any]]) -> str | None:
         if m.get("role") not in ("system", "user"):
             continue
         lines = str(m.get("content") or "").splitlines()
-
-
         for i, line in enumerate(lines):
             if PACKAGE_HEAD.match(line.strip()):
                 end = i + 1
                 while end < len(lines) and (_EVENT_LINE.match(lines[end].strip())
-
-
                                             or lines[end].strip() == "(no events in this window)"):
                     end += 1
                 return "\n".join(ln.strip() for ln in lines[i:end])
-
-
     return None
 
 
@@ -60,30 +54,20 @@ def parse_package(text: str) -> list[PackageEvent]:
     out = []
     for line in text.splitlines()[1:]:
         m = _EVENT_LINE.match(line)
-
-
         if not m:
             continue
         try:
             when = datetime.fromisoformat(m.group(1))
-
-
         except ValueError:
             continue
         label, fields = "", {}
         for i, part in enumerate(m.group(3).split("; ")):
             key, eq, value = part.partition("=")
-
-
             if eq and re.fullmatch(r"[a-z0-9_]+", key):
                 fields.setdefault(key, value)
-
-
             elif i == 0:
                 label = part.strip()
         out.append(PackageEvent(when, m.group(2), label, fields))
-
-
     return out
 
 
@@ -112,7 +96,6 @@ def package_observations(text: str) -> tuple[dict[str, Observation], list[str]]:
                                     evidence_id=None, is_error=False)
             used.append(what)
 
-
     vitals = [[_item(e, VITAL_LABELS), e.fields.get("valuenum"), e.time] for e in events
               if e.table == "chartevents" and _item(e, VITAL_LABELS)]
     put("vitals", ["itemid", "valuenum", "charttime"], vitals, f"{len(vitals)} charted vital signs")
@@ -131,7 +114,6 @@ def package_observations(text: str) -> tuple[dict[str, Observation], list[str]]:
     put("labs", ["itemid", "valuenum", "first_value", "charttime", "n"],
         [[i, *labs[i]] for i in sorted(labs)], f"{sum(x[3] for x in labs.values())} lab results")
 
-
     ed = next((e for e in events if e.table == "vitalsign"), None)
     triage = next((e for e in events if e.table == "triage"), None)
     if ed or triage:
@@ -140,25 +122,20 @@ def package_observations(text: str) -> tuple[dict[str, Observation], list[str]]:
         row = [src.fields.get(c) for c in cols] + [triage.fields.get("acuity") if triage else None]
         put("ed", cols + ["acuity"], [row], "the latest ED vital signs" + (" and triage acuity" if triage else ""))
 
-
     adm = next((e for e in events if e.table == "admissions"), None)
     icu = any(e.table in ICU_TABLES for e in events) or any(
         "intensive care" in e.fields.get("careunit", "").lower() or "icu" in e.fields.get("careunit", "").lower()
         for e in events if e.table == "transfers")
-
-
     put("context", ["admission_type", "admittime", "admissions_so_far", "icu_stays_this_admission"],
         [[adm.fields.get("admission_type", "") if adm else "", f"{adm.time:%Y-%m-%d %H:%M:%S}" if adm else "",
           1, int(icu)]] if events else [],
         ("the admission" if adm else "no admission line (admitted before the window)")
         + (", ICU care in the window" if icu else ""))
 
-
     drugs = [[e.fields["drug"], e.fields.get("route", ""), e.time] for e in reversed(events)
              if e.table == "prescriptions" and e.fields.get("drug")]
     put("meds", ["drug", "route", "first_start"], drugs,
         f"{len(drugs)} prescriptions ({', '.join(dict.fromkeys(d[0] for d in drugs))})")
-
 
     # lab orders: the package shows one day, so a test drawn in it counts as drawn on 1 of 1 hospital days (the
     # seek path's habit rule then keeps it; the routine panels are chosen either way)
@@ -169,6 +146,4 @@ def package_observations(text: str) -> tuple[dict[str, Observation], list[str]]:
     put("recent_labs", ["label", "days_drawn", "days_in_hospital", "last_drawn"],
         [[label, 1, 1, f"{t:%Y-%m-%d %H:%M:%S}"] for label, t in sorted(drawn.items())],
         f"{len(drawn)} lab tests drawn in the window")
-
-
     return obs, used

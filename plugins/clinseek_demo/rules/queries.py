@@ -21,27 +21,19 @@ _CURRENT = "(SELECT hadm_id FROM admissions ORDER BY admittime DESC LIMIT 1)"
 LABS_SQL = ("SELECT itemid, arg_max(valuenum, charttime) AS valuenum, arg_min(valuenum, charttime) AS first_value, "
             "max(charttime) AS charttime, count(*) AS n FROM labevents WHERE valuenum IS NOT NULL AND itemid IN "
             f"({', '.join(str(i) for i in sorted(LABS))}) AND hadm_id = {_CURRENT} GROUP BY itemid ORDER BY itemid")
-
-
 CONTEXT_SQL = ("SELECT p.anchor_age, p.gender, a.admission_type, a.admittime, "
                "(SELECT count(*) FROM admissions) AS admissions_so_far, "
                f"(SELECT count(*) FROM icustays WHERE hadm_id = {_CURRENT}) AS icu_stays_this_admission "
                "FROM patients AS p CROSS JOIN "
                "(SELECT admission_type, admittime FROM admissions ORDER BY admittime DESC LIMIT 1) AS a")
-
-
 # Ward patients have no chartevents (ICU only, as in MIMIC): their latest vitals are the ED's before admission.
 ED_SQL = ("SELECT v.charttime, v.heartrate, v.resprate, v.o2sat, v.sbp, v.temperature, t.acuity FROM vitalsign AS v "
           "JOIN edstays AS e ON v.stay_id = e.stay_id LEFT JOIN triage AS t ON t.stay_id = e.stay_id "
           f"WHERE e.hadm_id = {_CURRENT} ORDER BY v.charttime DESC LIMIT 1")
-
-
 ED_COLUMNS = {"heartrate": "heart_rate", "resprate": "resp_rate", "o2sat": "spo2", "sbp": "sbp",
               "temperature": "temp_f", "acuity": "acuity"}
 HISTORY_SQL = ("SELECT icd_code, icd_version, count(*) AS n FROM diagnoses_icd GROUP BY icd_code, icd_version "
                "ORDER BY n DESC, icd_code LIMIT 60")
-
-
 MEDS_SQL = (f"SELECT drug, route, min(starttime) AS first_start FROM prescriptions WHERE hadm_id = {_CURRENT} "
             "GROUP BY drug, route ORDER BY first_start LIMIT 60")
 

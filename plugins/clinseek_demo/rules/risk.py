@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from clinseek_demo.rules.answers import yes_no
 from clinseek_demo.rules.catalog import LABS, VITALS
 from clinseek_demo.rules.diagnosis import has_code, has_drug
-from clinseek_demo.rules.observations import Observation, ed_values, first_values, latest_values, num, parse_table
+from clinseek_demo.rules.observations import (Decision, ed_values, first_values, latest_values, num, Observation,
+                                              parse_table, prediction_time)
 
 
 # The early-warning score --------------------------------------------------------------------------------------
@@ -68,19 +70,13 @@ def risk_features(obs: dict[str, Observation], prediction_time: datetime | None 
     row = ctx[0] if ctx else {}
     codes = ([r.get("icd_code", "") for r in parse_table(obs["history"].text)]
              if "history" in obs and not obs["history"].is_error else [])
-
-
     drugs = ([r.get("drug", "").lower() for r in parse_table(obs["meds"].text)]
              if "meds" in obs and not obs["meds"].is_error else [])
-
-
     problems = sorted(p for p, names in PROBLEM_DRUGS.items() if has_drug(drugs, *names))
     chronic = sum(has_code(codes, p) for p in ("I50", "J44", "N18")) + sum(has_drug(drugs, d) for d in CHRONIC_DRUGS)
 
     def rise(key: str) -> float:
         a, b = first.get(key), labs.get(key)
-
-
         return math.log(b / a) if a and b and a > 0 and b > 0 else 0.0
 
     hours = None
@@ -129,12 +125,26 @@ def risk_points(family: str, f: dict[str, Any], weights: dict[str, dict[str, flo
     points = ews
     for name, w in table.items():
         n = w * x.get(name, 0.0)
-
-
         if n:
             points += n
             label = ", ".join(f["problems"]) if name == "problems" else f"{x[name]:.3g}"
             parts.append(f"{name} {label} ({'+' if n > 0 else ''}{n:.3g})")
-
-
     return round(points, 2), parts
+
+
+def decide_risk(family: str, task: Any, candidates: list[str], obs: dict[str, Observation],
+                threshold: float) -> Decision:
+    f = risk_features(obs, prediction_time(task))
+    if not f["values"]:
+        return Decision([yes_no(candidates, False)], [],
+                        "No vitals or labs could be read (no ehr_sql tool, or the queries failed): falling "
+                        "back to the prior 'no', the majority answer for this family.")
+    points, parts = risk_points(family, f)
+    evidence = [o.evidence_id for k in ("vitals", "ed", "labs", "context", "meds", "history")
+                if (o := obs.get(k)) and o.evidence_id and not o.is_error]
+    if "kb" in obs and obs["kb"].evidence_id and not obs["kb"].is_error:
+        evidence.append(obs["kb"].evidence_id)
+    yes = points >= threshold
+    why = (f"Warning score {points:g} (threshold {threshold:g} for {family}): "
+           f"{'; '.join(parts) or 'nothing abnormal'}. Answer: {'yes' if yes else 'no'}.")
+    return Decision([yes_no(candidates, yes)], evidence, why)
