@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from clinseek.agent import AgentLimits, EpisodeRunner, ToolBox
 from clinseek.errors import UserError, UserErrors
 from clinseek.hosts.base import Host, HostCheck
+from clinseek.paths import default_cache_dir
 from clinseek.plugins import Registry, get_registry
 from clinseek.prompts import PromptSet, prompt_context
 from clinseek.recipe.errors import format_validation_error, sort_problems
@@ -26,7 +27,6 @@ from clinseek.redact import add_secrets, redact_text
 from clinseek.runs import MANIFEST, RunDir, environment_facts, git_revision, utcnow
 from clinseek.tasks import Task, TaskSource
 from clinseek.toolsets import Toolset
-from clinseek.paths import default_cache_dir
 
 
 @dataclass
