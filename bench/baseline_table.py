@@ -24,7 +24,7 @@ import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from clinseek.scoring import normalise, read_jsonl, score_rows
+from clinseek.scoring import load_run_rows, normalise, score_rows
 
 SINGLE = {"cxr_change"}  # one answer from the candidates
 
@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=20)
     args = ap.parse_args()
     run = Path(args.run) if args.run else run_recipe(Path(args.recipe), Path(tempfile.mkdtemp(prefix="baseline-")))
-    rows = sorted(read_jsonl(run / "results.jsonl"), key=lambda r: (str(r["qid"]), r.get("run_index", 0)))
+    rows = sorted(load_run_rows(run), key=lambda r: (str(r["qid"]), r.get("run_index", 0)))  # effective results
     rules = score_rows(rows)
     maj = majority_answers(rows)
     majority = score_rows([{**r, "answer": maj[r["task"]], "status": "completed"} for r in rows])

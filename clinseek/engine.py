@@ -63,6 +63,7 @@ class Assembly:
     context: RunContext
     opened: bool = False
     scorers: list = field(default_factory=list)   # output.scorers, looked up like any plugin's
+    tool_positions: list[int] = field(default_factory=list)  # each toolset's index in recipe.tools
 
     @property
     def recipe(self):
@@ -217,7 +218,7 @@ def assemble(loaded: LoadedRecipe, registry: Registry | None = None, context: Ru
         found.append(f"{where(('tools',))}: {exc}")
 
     assembly = Assembly(loaded=loaded, host=host, toolsets=toolsets, toolbox=toolbox, prompts=prompts,
-                        source=source, context=context, scorers=scorers)
+                        source=source, context=context, scorers=scorers, tool_positions=positions)
     if host is not None:
         try:
             check_governance(assembly)
@@ -322,8 +323,9 @@ def check_governance(assembly: Assembly) -> None:
                  f"is), {hosts_hint}").render())
 
     # Toolset servers: the same rule for every endpoint that receives patient-derived data.
-    for ts in assembly.toolsets:
-        index = next((i for i, t in enumerate(recipe.tools) if t.use == ts.name), None)
+    positions = getattr(assembly, "tool_positions", None) or [
+        next((i for i, t in enumerate(recipe.tools) if t.use == ts.name), None) for ts in assembly.toolsets]
+    for ts, index in zip(assembly.toolsets, positions):
         label = f"tools[{index}]" if index is not None else ts.name
         try:
             endpoints = [e if isinstance(e, Endpoint) else Endpoint(*e) for e in ts.remote_endpoints() or []]

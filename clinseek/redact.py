@@ -22,7 +22,8 @@ _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 # Names of variables and keys whose value is a credential (matched as words of NAME_LIKE_THIS, or inside one).
 _SECRET_WORDS = frozenset({"key", "apikey", "pw", "pwd", "pass", "passwd", "password", "token", "secret", "auth",
                            "credential", "credentials", "sig", "signature", "bearer"})
-_SECRET_NAME = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential|auth)", re.I)
+# A key or variable name that says its value is a secret (the recipe loader and interpolation use it too).
+SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential|auth)", re.I)
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -49,7 +50,7 @@ def add_secrets(values: Iterable[Any]) -> None:
 
 def secret_name(name: str) -> bool:
     """Whether a variable or key name says its value is a credential (OPENAI_API_KEY, db.password, PW, ...)."""
-    if _SECRET_NAME.search(name):
+    if SECRET_KEY.search(name):
         return True
     return any(word in _SECRET_WORDS for word in re.split(r"[^a-z0-9]+", name.lower()))
 
@@ -70,17 +71,6 @@ def redact_text(text: str) -> str:
     if pattern is not None:
         text = pattern.sub(MASK, text)
     return text
-
-
-def redact_obj(obj: Any) -> Any:
-    """A copy of a JSON-like value with every string redacted (keys are left as they are)."""
-    if isinstance(obj, str):
-        return redact_text(obj)
-    if isinstance(obj, dict):
-        return {k: redact_obj(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [redact_obj(v) for v in obj]
-    return obj
 
 
 def redact_error(exc: Any) -> Any:

@@ -100,16 +100,6 @@ def iter_lines(path: Path, warn: Warn = None) -> Iterator[tuple[int, dict[str, A
         name(*pending, last=True)
 
 
-def read_lines(path: Path, warn: Warn = None) -> list[tuple[int, dict[str, Any]]]:
-    return list(iter_lines(path, warn))
-
-
-def read_jsonl(path: Path, warn: Warn = None) -> Iterator[dict[str, Any]]:
-    """Records of a jsonl file, every line (use effective_rows for one per episode)."""
-    for _, row in iter_lines(path, warn):
-        yield row
-
-
 def effective_index(path: Path, warn: Warn = None, kind: str = "record") -> dict[Key, int]:
     """The line number of each (qid, run_index)'s effective record: the last line of the highest attempt. Lines
     repeating a (key, attempt) are duplicates: counted once and, with `warn`, named. Holds no records."""

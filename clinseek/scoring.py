@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from clinseek.errors import UserError
-from clinseek.runs import MANIFEST, RESULTS, SCORES
+from clinseek.runs import MANIFEST, RESULTS, SCORES, iter_lines
 
 YES_NO = {"yes", "no"}
 _PUNCT_RE = re.compile(r"[^\w\s]", re.UNICODE)
@@ -137,14 +137,6 @@ def score_rows(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
 
 class NothingScorable(UserError):
     """A run with no episode to score (none at all, or all ended in `error`): not a score of 0."""
-
-
-def read_jsonl(path: Path, *, warn: Any = None) -> list[dict[str, Any]]:
-    """Read every line of a jsonl file; a torn or malformed line is skipped and, with warn, named (file, line,
-    qid). For one record per episode use clinseek.runs.effective_rows."""
-    from clinseek.runs import read_lines
-
-    return [row for _, row in read_lines(Path(path), warn)]
 
 
 def load_run_rows(run_dir: Path, *, warn: Any = None) -> list[dict[str, Any]]:
@@ -323,7 +315,7 @@ def load_reference_results(path: Path | str, benchmark: Path | str | None = None
         bench = {str(i.get("qid")): i for i in items}
     rows = []
     index: dict[str, int] = defaultdict(int)
-    for lineno, raw in enumerate(read_jsonl(path), 1):
+    for lineno, raw in iter_lines(path):   # the file's own line numbers, torn lines skipped
         if "messages" not in raw:
             raise UserError("not a reference results row: no `messages`", where=f"{path}:{lineno}",
                             hint="reference rows carry the OpenAI-format conversation in `messages`")

@@ -179,7 +179,7 @@ def _resume_command(loaded, recipe, site, overrides, limit, workers, run_path, r
     secret-looking --set values are masked, as this line goes into events.log and the manifest."""
     import shlex
 
-    from clinseek.recipe.interpolate import SECRET_KEY
+    from clinseek.redact import SECRET_KEY
     from clinseek.recipe.load import redact_line
 
     parts = ["clinseek", "apply", str(recipe)]

@@ -170,6 +170,16 @@ def _ip_of(host: str) -> Any:
     return getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:169.254.169.254 is 169.254.169.254
 
 
+def _never_inside(host: str) -> str | None:
+    """Why `host` can never count as inside the site, listed or not; None when it may."""
+    ip = _ip_of(host)
+    if ip is not None and any(ip in ll for ll in _LINK_LOCAL):
+        return "a link-local address, which never counts as inside the site"
+    if ip is None and (host == "local" or host.endswith(".local")):
+        return "an mDNS (.local) name, which any machine on the network can answer for"
+    return None
+
+
 def site_host_problem(entry: Any) -> str | None:
     """Why a `site_hosts` entry can never count as inside the site (or is not an entry at all); None if fine."""
     if not isinstance(entry, str) or not entry.strip():
@@ -188,12 +198,8 @@ def site_host_problem(entry: Any) -> str | None:
     host = _host_of(text)
     if not host:
         return f"{text!r} is not a host name or address"
-    ip = _ip_of(host)
-    if ip is not None and any(ip in ll for ll in _LINK_LOCAL):
-        return f"{text!r} is a link-local address, which never counts as inside the site"
-    if ip is None and (host == "local" or host.endswith(".local")):
-        return f"{text!r} is an mDNS (.local) name, which any machine on the network can answer for"
-    return None
+    why = _never_inside(host)
+    return f"{text!r} is {why}" if why else None
 
 
 def address_is_local(url: str | None, site_hosts: Any = ()) -> bool:
@@ -205,11 +211,9 @@ def address_is_local(url: str | None, site_hosts: Any = ()) -> bool:
     host = _host_of(url)
     if not host:
         return False
+    if _never_inside(host):
+        return False
     ip = _ip_of(host)
-    if ip is not None and any(ip in ll for ll in _LINK_LOCAL):
-        return False
-    if ip is None and (host == "local" or host.endswith(".local")):
-        return False
     if host == "localhost" or host.endswith(".localhost"):
         return True
     if ip is not None and any(ip in net for net in _SITE_NETWORKS):

@@ -122,19 +122,6 @@ class Failure:
 class ServedHost(CachingHost):
     """A host behind an HTTP API: retries, limits and timeouts around `_request`."""
 
-    def _connection_failure(self, exc: Exception, timed_out: bool, *, down_hint: str, timeout_hint: str,
-                            reset_hint: str) -> Failure:
-        """An SDK's connection error as a Failure: the server could not be reached (counts toward the circuit
-        breaker), no reply in time, or a connection that was closed or reset after it opened."""
-        from clinseek.hosts.preflight import connect_failure
-
-        down = connect_failure(exc, self.netloc())
-        if down is not None:
-            return Failure(f"could not reach the server: {down}", True, unreachable=True, hint=down_hint)
-        if timed_out:
-            return Failure(f"no reply within {self.config.timeout_s:g}s (timeout)", True, hint=timeout_hint)
-        return Failure(f"the connection to the server failed: {exc.__cause__ or exc}", True, hint=reset_hint)
-
     config: ServedConfig
     default_base_url: str | None = None  # where the SDK goes when base_url is not set
 
@@ -210,6 +197,19 @@ class ServedHost(CachingHost):
     def _failure(self, exc: Exception) -> Failure:
         return Failure(f"{type(exc).__name__}: {exc}", retryable=False)
 
+    def _connection_failure(self, exc: Exception, timed_out: bool, *, down_hint: str, timeout_hint: str,
+                            reset_hint: str) -> Failure:
+        """An SDK's connection error as a Failure: the server could not be reached (counts toward the circuit
+        breaker), no reply in time, or a connection that was closed or reset after it opened."""
+        from clinseek.hosts.preflight import connect_failure
+
+        down = connect_failure(exc, self.netloc())
+        if down is not None:
+            return Failure(f"could not reach the server: {down}", True, unreachable=True, hint=down_hint)
+        if timed_out:
+            return Failure(f"no reply within {self.config.timeout_s:g}s (timeout)", True, hint=timeout_hint)
+        return Failure(f"the connection to the server failed: {exc.__cause__ or exc}", True, hint=reset_hint)
+
     # Circuit breaker -----------------------------------------------------------------------------------------
     def _count_connection_failure(self, failure: Failure, started: float) -> None:
         """Count a failed attempt toward the breaker; raise HostUnreachable once the limit is reached."""
@@ -278,10 +278,8 @@ class ServedHost(CachingHost):
         return key
 
     def redact(self, text: str) -> str:
-        """Never echo the key, even when a server quotes it back, nor any other registered secret."""
-        key = self.config.api_key.get_secret_value() if self.config.api_key is not None else None
-        if key and len(key) >= 6:
-            text = text.replace(key, "***")
+        """Never echo the key (registered as a secret when the host is made or reads it), even when a server
+        quotes it back, nor any other registered secret."""
         return redact_text(text)
 
 

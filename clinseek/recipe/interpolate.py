@@ -9,9 +9,9 @@ import os
 import re
 from typing import Any, Callable
 
+from clinseek.redact import SECRET_KEY, substitute  # substitute also records secrets spliced into URLs
 
 REF = re.compile(r"\$\{(env|site):([A-Za-z0-9_.\-]+)(?::-([^}]*))?\}")
-SECRET_KEY = re.compile(r"(api[_-]?key|token|secret|password|passwd|credential|auth)", re.I)
 
 
 def lookup_site(site: dict[str, Any], dotted: str) -> Any:
@@ -73,7 +73,6 @@ def interpolate(data: Any, site: dict[str, Any] | None, where: Callable[[tuple],
         whole = REF.fullmatch(text)
         if whole:  # a value that is one reference keeps the referenced type (int, bool, list)
             return resolve(whole.group(1), whole.group(2), whole.group(3), p)
-        from clinseek.redact import substitute  # also records secrets spliced into URLs (clinseek/redact.py)
         return substitute(REF, text, lambda m: str(resolve(m.group(1), m.group(2), m.group(3), p)), secrets)
 
     return walk(data, path), problems

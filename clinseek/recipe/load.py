@@ -12,7 +12,8 @@ from pydantic import ValidationError
 
 from clinseek.errors import UserError, UserErrors
 from clinseek.recipe.errors import format_validation_error, sort_problems
-from clinseek.recipe.interpolate import SECRET_KEY, interpolate, redact
+from clinseek.recipe.interpolate import interpolate, redact
+from clinseek.redact import SECRET_KEY
 from clinseek.recipe.schema import Recipe
 from clinseek.recipe.yamlmarks import Mark, YamlSyntaxError, load_yaml_with_marks, parse_yaml_with_marks
 
