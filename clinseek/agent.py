@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import json
 import time
@@ -24,7 +25,7 @@ FINISH_SCHEMA = {
         "type": "object",
         "properties": {
             "answer": {"type": "array", "items": {"type": "string"}, "description": "the answer(s)"},
-            "evidence": {"type": "array", "items": {"type": "string"},
+            "evidence": {"type": "array", "items": {"type": "string", "pattern": "^E[0-9]+$"},
                          "description": "evidence ids the answer rests on, e.g. [\"E2\", \"E5\"]"},
         },
         "required": ["answer"],
@@ -44,12 +45,13 @@ class AgentLimits:
     on_text_reply: str = "remind"
     max_observation_chars: int = 8000
     max_cost_usd: float | None = None
+    finish_on_last_turn: bool = True
 
     @classmethod
     def from_spec(cls, spec: Any) -> "AgentLimits":
         return cls(max_turns=spec.max_turns, max_tool_calls=spec.max_tool_calls, timeout_s=spec.timeout_s,
                    on_text_reply=spec.on_text_reply, max_observation_chars=spec.max_observation_chars,
-                   max_cost_usd=spec.max_cost_usd)
+                   max_cost_usd=spec.max_cost_usd, finish_on_last_turn=spec.finish_on_last_turn)
 
 
 @dataclass
@@ -69,9 +71,21 @@ class ToolBox:
                 box.specs[spec.name] = (spec, ts)
         return box
 
-    def schemas(self, include_tools: bool = True) -> list[dict[str, Any]]:
-        tools = [spec.schema() for spec, _ in self.specs.values()] if include_tools else []
+    def schemas(self, include_tools: bool = True, only: Any = None) -> list[dict[str, Any]]:
+        """The tool schemas offered (all, or the names in `only`), finish last."""
+        tools = [ts.tool_schema(spec) for name, (spec, ts) in self.specs.items() if only is None or name in only] \
+            if include_tools else []
         return tools + [FINISH_SCHEMA]
+
+
+def finish_schema(candidates: list[str]) -> dict[str, Any]:
+    """finish, its `answer` items limited to the task's candidates when it has any (public, like the question),
+    so a constrained host cannot answer outside them and every host sees the exact spellings."""
+    if not candidates:
+        return FINISH_SCHEMA
+    schema = copy.deepcopy(FINISH_SCHEMA)
+    schema["parameters"]["properties"]["answer"]["items"] = {"type": "string", "enum": list(candidates)}
+    return schema
 
 
 @dataclass
@@ -92,6 +106,7 @@ class EpisodeState:
     status: str | None = None
     reason: str | None = None
     response_ids: list[str] = field(default_factory=list)
+    seen_calls: dict[tuple[str, str], str] = field(default_factory=dict)  # (tool, arguments) -> evidence id
 
 
 def render_output(value: Any) -> str:
@@ -100,6 +115,10 @@ def render_output(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":"))
+
+
+def _call_key(call: Any) -> tuple[str, str]:
+    return call.name, json.dumps(call.arguments, sort_keys=True, default=str)
 
 
 def _answer_from_text(text: str, candidates: list[str]) -> list[str]:
@@ -120,7 +139,8 @@ class EpisodeRunner:
     """Runs one task once: binds the toolsets to the task, loops host turns and tool calls, returns records."""
 
     def __init__(self, *, task: Any, run_index: int, host: Host, toolbox: ToolBox, limits: AgentLimits,
-                 system: str, user: str, use_tools: bool = True, price: Any = None, log: Any = None):
+                 system: str, user: str, use_tools: bool = True, price: Any = None, log: Any = None,
+                 offered: Any = None):
         self.task = task
         self.run_index = run_index
         self.host = host
@@ -129,7 +149,8 @@ class EpisodeRunner:
         self.use_tools = use_tools
         self.price = price
         self.log = log
-        self.tool_schemas = toolbox.schemas(include_tools=use_tools)
+        self.tool_schemas = toolbox.schemas(include_tools=use_tools, only=offered)[:-1] \
+            + [finish_schema(list(getattr(task, "candidates", None) or []))]
         self.allowed = {s["name"] for s in self.tool_schemas}
         binding = Binding.from_task(task)
         # Hosts and tools get the task without its label (TaskView); only the engine keeps the Task.
@@ -189,7 +210,7 @@ class EpisodeRunner:
             ctx = GenerateContext(task=self.view, run_index=self.run_index, turn=s.turns)
             t0 = time.perf_counter()
             before = self._cost() or 0.0
-            resp: HostResponse = await self.host.generate(s.messages, self.tool_schemas, ctx)
+            resp: HostResponse = await self.host.generate(s.messages, self._offered(), ctx)
             s.host_s += time.perf_counter() - t0
             s.host_calls += 1
             s.cached_calls += int(resp.cached)
@@ -199,6 +220,15 @@ class EpisodeRunner:
             if resp.response_id:
                 s.response_ids.append(resp.response_id)
             await self._handle(resp)
+
+    def _offered(self) -> list[dict[str, Any]]:
+        """The tools of this turn: only finish on the last turn and once the tool-call budget is spent (a
+        constrained host then must answer; others see that nothing else is left), else all of them."""
+        s, lim = self.state, self.limits
+        spent = s.turns >= lim.max_turns or s.tool_calls >= lim.max_tool_calls
+        if lim.finish_on_last_turn and spent and len(self.tool_schemas) > 1:
+            return [t for t in self.tool_schemas if t["name"] == FINISH]
+        return self.tool_schemas
 
     async def _handle(self, resp: HostResponse) -> None:
         s = self.state
@@ -239,7 +269,7 @@ class EpisodeRunner:
             return {**base, **self._finish(call)}
         s.tool_calls += 1
         s.tool_counts[name] = s.tool_counts.get(name, 0) + 1
-        is_error = False
+        is_error = first_of_its_kind = False
         t0 = time.perf_counter()
         if call.error is not None:
             text, is_error = f"Error: the arguments of {name} are not valid JSON ({call.error}). Call it again " \
@@ -250,7 +280,15 @@ class EpisodeRunner:
         elif s.tool_calls > self.limits.max_tool_calls:
             text, is_error = (f"Error: the tool-call budget ({self.limits.max_tool_calls}) is used up. Call finish "
                               f"with your answer now."), True
+        elif (key := _call_key(call)) in s.seen_calls:
+            # Small models repeat a call turn after turn; the result cannot change (same patient, same cutoff).
+            earlier = s.seen_calls[key]
+            text, is_error = (f"Error: {name} was already called with these arguments "
+                              f"({f'result [{earlier}]' if earlier else 'in this turn'}); the result would be the "
+                              f"same. Use it, call another tool or other arguments, or finish."), True
         else:
+            s.seen_calls[key] = ""  # pending: a same call in this turn is refused, not run twice
+            first_of_its_kind = True
             spec, toolset = self.toolbox.specs[name]
             try:
                 text = render_output(await _call_tool(spec, toolset, self.episodes[toolset.name],
@@ -265,6 +303,11 @@ class EpisodeRunner:
         eid = f"E{len(s.evidence) + 1}"
         full_len = len(text)
         text, truncated = bound_text(text, self.limits.max_observation_chars)
+        if first_of_its_kind:
+            if is_error:
+                del s.seen_calls[_call_key(call)]  # a failed call may be tried again
+            else:
+                s.seen_calls[_call_key(call)] = eid
         s.evidence[eid] = {"tool": name, "arguments": call.arguments if call.error is None else None,
                            "turn": s.turns, "tool_call_id": call_id, "chars": full_len, "truncated": truncated,
                            "is_error": is_error}

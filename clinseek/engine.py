@@ -216,6 +216,13 @@ def assemble(loaded: LoadedRecipe, registry: Registry | None = None, context: Ru
         toolbox = ToolBox.build(toolsets)
     except Exception as exc:  # noqa: BLE001
         found.append(f"{where(('tools',))}: {exc}")
+    if toolbox is not None:
+        for key, names in recipe.agent.tools_by_task.items():
+            unknown = [n for n in names if n not in toolbox.specs and n != "finish"]
+            if unknown:
+                found.append(UserError(f"agent.tools_by_task.{key}: no tool named {', '.join(map(repr, unknown))}",
+                                       where=where(("agent", "tools_by_task", key)),
+                                       hint="the recipe's tools are: " + ", ".join(toolbox.specs)).render())
 
     assembly = Assembly(loaded=loaded, host=host, toolsets=toolsets, toolbox=toolbox, prompts=prompts,
                         source=source, context=context, scorers=scorers, tool_positions=positions)
@@ -403,14 +410,15 @@ def make_runner(assembly: Assembly, task: Task, run_index: int, log: Callable[[s
                 evidence: str | None = None) -> EpisodeRunner:
     recipe = assembly.recipe
     seek = recipe.agent.evidence == "seek"
-    schemas = assembly.toolbox.schemas(include_tools=seek)
+    offered = recipe.agent.tools_for(task)
+    schemas = assembly.toolbox.schemas(include_tools=seek, only=offered)
     if not seek and evidence is None:
         evidence = curated_evidence(assembly, task)
     system, user = assembly.prompts.render(prompt_context(task, schemas, recipe, evidence=evidence,
                                                           mode=recipe.agent.evidence))
     return EpisodeRunner(task=task, run_index=run_index, host=assembly.host, toolbox=assembly.toolbox,
                          limits=AgentLimits.from_spec(recipe.agent), system=system, user=user, use_tools=seek,
-                         price=getattr(assembly.host.config, "price", None), log=log)
+                         price=getattr(assembly.host.config, "price", None), log=log, offered=offered)
 
 
 def build_manifest(assembly: Assembly, *, started: str, ended: str | None = None,

@@ -117,6 +117,11 @@ class Toolset:
         self.context = context
 
     # Lifecycle ---------------------------------------------------------------------------------------------
+    def tool_schema(self, spec: "ToolSpec") -> dict[str, Any]:
+        """The schema a model is shown for one of this toolset's tools. Override to narrow it once open (the ehr
+        toolset lists the real table names), so models and constrained decoding see the actual choices."""
+        return spec.schema()
+
     def open(self) -> None:
         """Open connections, sessions and clients; called once per run before any episode."""
 

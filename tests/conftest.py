@@ -37,7 +37,7 @@ def registry():
     reset_registry()
 
 
-SERVICE_MARKERS = ("postgres", "browser")
+SERVICE_MARKERS = ("postgres", "browser", "llm")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -27,7 +27,7 @@ def _seek(messages, tools, ctx):
 
 @script("loop_tools")
 def _loop(messages, tools, ctx):
-    return reply(call("notes_echo", text="again"))
+    return reply(call("notes_echo", text=f"again {turn_of(messages)}"))
 
 
 @script("text_only")

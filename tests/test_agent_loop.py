@@ -99,6 +99,51 @@ def test_tool_call_budget_tells_the_model_to_finish():
     assert result["status"] == "budget_exhausted"
 
 
+def test_a_repeated_call_is_answered_from_the_ledger_not_run_again():
+    def script(messages, tools, ctx):
+        turn = sp.turn_of(messages)
+        if turn < 2:  # the same call twice in one turn, then again in the next
+            return sp.reply(sp.call("notes_echo", text="x"), sp.call("notes_echo", text="x"))
+        if turn == 2:  # a failed call may be tried again
+            return sp.reply(sp.call("notes_fail"))
+        if turn == 3:
+            return sp.reply(sp.call("notes_fail"))
+        return sp.reply(sp.call("finish", answer=["no"]))
+
+    result, traj = run(make_runner(script))
+    obs = [m for m in traj["messages"] if m["role"] == "tool"]
+    first = obs[0]["evidence_id"]
+    assert not obs[0]["is_error"] and obs[0]["content"] == f"[{first}] x"
+    assert obs[1]["is_error"] and "already called with these arguments (in this turn)" in obs[1]["content"]
+    assert obs[2]["is_error"] and f"(result [{first}])" in obs[2]["content"] and "finish" in obs[2]["content"]
+    assert obs[4]["is_error"] and "disk on fire" in obs[4]["content"] and "disk on fire" in obs[5]["content"]
+    assert result["status"] == "completed" and result["tool_calls"] == 6
+
+
+def test_the_last_turn_and_a_spent_tool_budget_offer_only_finish():
+    offered = []
+
+    def script(messages, tools, ctx):
+        offered.append([t["name"] for t in tools])
+        return sp.reply(sp.call("notes_echo", text=f"t{sp.turn_of(messages)}"))
+
+    result, _ = run(make_runner(script, limits=AgentLimits(max_turns=4, max_tool_calls=10)))
+    assert all("notes_echo" in names for names in offered[:3]) and offered[3] == ["finish"]
+    assert result["status"] == "budget_exhausted"
+    offered.clear()
+    run(make_runner(script, limits=AgentLimits(max_turns=6, max_tool_calls=2)))
+    assert "notes_echo" in offered[1] and offered[2:] == [["finish"]] * 4
+    offered.clear()
+    run(make_runner(script, limits=AgentLimits(max_turns=3, finish_on_last_turn=False)))
+    assert all("notes_echo" in names for names in offered)
+
+
+def test_finish_answers_are_limited_to_the_candidates():
+    runner = make_runner("seek_then_finish")
+    finish = runner.tool_schemas[-1]
+    assert finish["parameters"]["properties"]["answer"]["items"]["enum"] == ["yes", "no"]
+
+
 def test_wall_time_budget():
     host_cfg = sp.ScriptedConfig(provider="scripted", script="loop_tools", delay_s=0.2)
     result, _ = run(make_runner("loop_tools", limits=AgentLimits(timeout_s=0.3), host_cfg=host_cfg))

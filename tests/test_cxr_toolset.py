@@ -309,7 +309,7 @@ def test_plugin_registers_the_toolset_and_the_commands():
 
     ctx = click.Context(cli)
     assert {"models", "cxr"} <= set(cli.list_commands(ctx))
-    assert set(cli.get_command(ctx, "models").commands) == {"check", "export"}
+    assert {"check", "export"} <= set(cli.get_command(ctx, "models").commands)  # the llm plugin adds get, list
 
 
 @pytest.mark.slow

@@ -403,3 +403,17 @@ async def test_an_unexpected_failure_ends_the_episode_not_the_run(server, monkey
         await host.generate(MESSAGES, TOOLS, GenerateContext())
     await host.aclose()
     assert not isinstance(info.value, HostRequestRejected) and "AttributeError" in str(info.value)
+
+
+async def test_constrained_tool_calls_ask_the_server_for_required_calls(server):
+    server.script.append(completion(None, [tool_call("finish", {"answer": ["yes"]})]))
+    host = make_host(server, constrain_tool_calls=True)
+    response = await host.generate(MESSAGES, TOOLS, GenerateContext())
+    assert response.tool_calls[0].name == "finish"
+    body = server.bodies()[-1]
+    assert body["tool_choice"] == "required" and len(body["tools"]) == 2
+    assert make_host(server).build_request(MESSAGES, TOOLS).get("tool_choice") is None
+    with pytest.raises(Exception, match="constrain_tool_calls needs tool_choice required"):
+        OpenAIConfig.model_validate({"provider": "openai", "model": "m", "constrain_tool_calls": True,
+                                     "tool_choice": "auto"})
+    await host.aclose()

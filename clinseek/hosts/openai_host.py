@@ -11,7 +11,7 @@ import json
 import math
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from clinseek.hosts.base import GenerateContext, HostCheck, HostResponse, ToolCall, Usage, address_is_local
 from clinseek.hosts.provider import Failure, ServedConfig, ServedHost, ToolNames, status_failure
@@ -26,6 +26,16 @@ class OpenAIConfig(ServedConfig):
     parallel_tool_calls: bool | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    constrain_tool_calls: bool = Field(
+        default=False, description="every turn calls offered tools with schema-valid arguments (or finish): sends "
+                                   "tool_choice: required, which vLLM, SGLang and llama-server --jinja enforce by "
+                                   "guided decoding against the tools' schemas")
+
+    @model_validator(mode="after")
+    def _one_tool_choice(self) -> "OpenAIConfig":
+        if self.constrain_tool_calls and self.tool_choice not in (None, "required"):
+            raise ValueError(f"constrain_tool_calls needs tool_choice required (or unset), not {self.tool_choice!r}")
+        return self
 
 
 class OpenAIHost(ServedHost):
@@ -91,8 +101,8 @@ class OpenAIHost(ServedHost):
             request["tools"] = [{"type": "function", "function": {
                 "name": names.wire(t["name"]), "description": t.get("description", ""),
                 "parameters": t.get("parameters") or {"type": "object", "properties": {}}}} for t in tools]
-            if cfg.tool_choice:
-                request["tool_choice"] = cfg.tool_choice
+            if cfg.tool_choice or cfg.constrain_tool_calls:
+                request["tool_choice"] = cfg.tool_choice or "required"
             if cfg.parallel_tool_calls is not None:
                 request["parallel_tool_calls"] = cfg.parallel_tool_calls
         for key in ("temperature", "top_p", "seed", "stop", "presence_penalty", "frequency_penalty"):

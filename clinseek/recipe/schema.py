@@ -59,7 +59,20 @@ class AgentSpec(_Strict):
     max_observation_chars: int = Field(default=8000, ge=200)
     max_cost_usd: float | None = Field(default=None, gt=0)
     evidence: Literal["seek", "curated"] = "seek"
+    finish_on_last_turn: bool = Field(default=True, description="the last turn, and turns after max_tool_calls is "
+                                                                "spent, offer only finish")
     curated: CuratedSpec = Field(default_factory=CuratedSpec)
+    tools_by_task: dict[str, list[str]] = Field(
+        default_factory=dict, description="the tools offered per task name or task type (the task name wins; "
+                                          "finish always); tasks not listed get every tool. Small models choose "
+                                          "better from a short list")
+
+    def tools_for(self, task: Any) -> list[str] | None:
+        """The tool names `tools_by_task` offers for `task`, or None for all."""
+        for key in (getattr(task, "task", None), getattr(task, "task_type", None)):
+            if key in self.tools_by_task:
+                return self.tools_by_task[key]
+        return None
 
 
 class OutputSpec(_Strict):

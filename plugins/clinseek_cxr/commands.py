@@ -10,15 +10,11 @@ from pathlib import Path
 
 import click
 
+from clinseek.commands.models_group import models
 from clinseek.errors import UserError
 
 
-@click.group("models", help="Chest X-ray model cards: check, export torch models to ONNX.")
-def models() -> None:
-    pass
-
-
-@models.command("check")
+@click.command("check")
 @click.argument("card", type=click.Path(path_type=Path))
 @click.option("--providers", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 def models_check(card: Path, providers: str) -> None:
@@ -42,7 +38,7 @@ def models_check(card: Path, providers: str) -> None:
         click.echo(f"evaluation {c.evaluation.dataset}: AUROC {aucs}")
 
 
-@models.command("export")
+@click.command("export")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="folder for .onnx + card")
 @click.option("--torchxrayvision", "xrv_name", default=None, metavar="NAME",
               help="export a torchxrayvision model, e.g. densenet121-res224-all (needs --weights)")
@@ -131,3 +127,7 @@ def cxr_classify(model: str, providers: str, as_json: bool, images: tuple[Path, 
                 click.echo("")
     if failed:
         sys.exit(2)
+
+
+models.add_command(models_check)
+models.add_command(models_export)

@@ -14,7 +14,7 @@ def register_toolsets(register):
 
 @hookimpl
 def register_commands(cli):
-    from clinseek_cxr.commands import cxr, models
+    from clinseek_cxr.commands import cxr, models  # the shared `models` group, with check and export added
 
     cli.add_command(models)
     cli.add_command(cxr)

@@ -227,6 +227,18 @@ class EhrToolset(Toolset):
                     episode.state[self._session_key] = session
         return session
 
+    def tool_schema(self, spec) -> dict:
+        """`table` arguments list the tables this database really has (the patient tables for ehr_latest), so a
+        model is shown the choices and a constrained host cannot name a table that does not exist."""
+        schema = spec.schema()
+        props = schema["parameters"].get("properties", {})
+        if "table" not in props or self.scope is None:
+            return schema
+        pool = self.patient_tables if spec.name == "ehr_latest" else sorted(self.scope.tables)
+        schema = {**schema, "parameters": {**schema["parameters"],
+                                           "properties": {**props, "table": {**props["table"], "enum": pool}}}}
+        return schema
+
     def _table_arg(self, table: str, allow_dictionary: bool = True) -> str:
         name = (table or "").strip().strip('"').lower()
         if name not in self.scope.tables or (not allow_dictionary and name in self.dictionaries):
