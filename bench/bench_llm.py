@@ -2,6 +2,7 @@
 against the rules host and the majority baseline, on the same tasks in one run.
 
     .venv/bin/python bench/bench_llm.py [--per-family 4] [--models 1.5b,0.5b] [--out /tmp/bench-llm]
+    .venv/bin/python bench/bench_llm.py --only-ablations      # small-model prompts and tools_by_task, each off
 
 The subset: for each task family (task_type), tasks taken round-robin over its task names in the demo's own order
 (first qid of each name, then the second, ...), --per-family of them: the same every run. Each configuration runs
@@ -108,7 +109,7 @@ def f1_by_family(rows: list[dict]) -> tuple[float, dict[str, float]]:
     fams = defaultdict(list)
     for r in rows:
         fams[r["task_type"]].append(r)
-    per = {f: score_rows(rs)["f1"] for f, rs in sorted(fams.items())}
+    per = {f: score_rows(rs)["overall"]["f1"] for f, rs in sorted(fams.items())}
     return sum(per.values()) / len(per), per
 
 
@@ -138,6 +139,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/bench-llm"))
     ap.add_argument("--skip-curated", action="store_true")
     ap.add_argument("--skip-free", action="store_true")
+    ap.add_argument("--only-ablations", action="store_true",
+                    help="run (beside rules) only the 1.5B constrained ablations: the default seek prompts instead "
+                         "of the small-model ones, and every tool instead of tools_by_task")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     tasks = demo_tasks()
@@ -145,7 +149,12 @@ def main() -> None:
     chosen = [t for t in tasks if t["qid"] in set(qids)]
     print(f"subset: {len(qids)} tasks: " + ", ".join(qids), flush=True)
     configs = [("rules", "demo.yaml", [])]
-    for key in args.models.split(","):
+    if args.only_ablations:
+        model = f"host.model={MODELS['1.5b']}"
+        configs += [("1.5b constrained, default prompts", "demo-llm.yaml",
+                     [model, "prompts.system=seek_system.j2", "prompts.user=seek_user.j2"]),
+                    ("1.5b constrained, every tool", "demo-llm.yaml", [model, "agent.tools_by_task={}"])]
+    for key in ([] if args.only_ablations else args.models.split(",")):
         model = MODELS[key]
         configs.append((f"{key} constrained", "demo-llm.yaml", [f"host.model={model}"]))
         if not args.skip_free:
@@ -156,7 +165,7 @@ def main() -> None:
                                                                 "prompts.user=small_curated_user.j2"]))
     rows = []
     for label, recipe, sets in configs:
-        run_dir, wall = apply(label.replace(" ", "-"), recipe, qids, args.out, sets)
+        run_dir, wall = apply(label.replace(" ", "-").replace(",", ""), recipe, qids, args.out, sets)
         rows.append(summary(label, run_dir, wall))
         print(json.dumps(rows[-1]), flush=True)
     majority = majority_answers(tasks)

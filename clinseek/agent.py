@@ -208,9 +208,12 @@ class EpisodeRunner:
                     return
             s.turns += 1
             ctx = GenerateContext(task=self.view, run_index=self.run_index, turn=s.turns)
+            tools = self._offered()
+            if tools is not self.tool_schemas and self.host.limits_calls_in_decoding:
+                tools, ctx.allowed = self.tool_schemas, [t["name"] for t in tools]
             t0 = time.perf_counter()
             before = self._cost() or 0.0
-            resp: HostResponse = await self.host.generate(s.messages, self._offered(), ctx)
+            resp: HostResponse = await self.host.generate(s.messages, tools, ctx)
             s.host_s += time.perf_counter() - t0
             s.host_calls += 1
             s.cached_calls += int(resp.cached)

@@ -39,6 +39,7 @@ class RunContext:
     warnings: list[str] = field(default_factory=list)
     sink: Callable[[str], None] | None = None
     info_sink: Callable[[str], None] | None = None
+    workers: int | None = None  # episodes at once (`--workers`), set before the host's pre-flight
 
     def warn(self, text: str) -> None:
         """Something the user should look at; kept in the run's events.log."""
@@ -516,6 +517,7 @@ def run_assembly(assembly: Assembly, tasks: list[Task], run: RunDir, *, workers:
     extra = {"resumed": bool(previous), "task_count": len(tasks), "resume_command": resume_command}
     started = previous.get("started") or utcnow()
     assembly.context.run_dir = run.path
+    assembly.context.workers = workers
     assembly.context.sink = lambda text: (run.event(f"warning: {text}"), print(f"warning: {text}", file=sys.stderr))
     assembly.context.info_sink = lambda text: (run.event(text), print(text, file=sys.stderr))
     try:

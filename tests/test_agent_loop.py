@@ -216,3 +216,22 @@ def test_tool_schema_from_hints_and_docstring():
         from clinseek.toolsets import build_tool_spec
 
         build_tool_spec(lambda self, ep: None, "bad name!")
+
+
+def test_a_host_that_limits_calls_in_decoding_keeps_every_tool_in_the_prompt():
+    seen = []
+
+    class Decoding(sp.ScriptedHost):
+        limits_calls_in_decoding = True
+
+    def script(messages, tools, ctx):
+        seen.append(([t["name"] for t in tools], ctx.allowed))
+        return sp.reply(sp.call("notes_echo", text=f"t{sp.turn_of(messages)}"))
+
+    sp.SCRIPTS["_inline"] = script
+    host = Decoding(sp.ScriptedConfig(provider="scripted", script="_inline"))
+    runner = EpisodeRunner(task=TASK, run_index=0, host=host, toolbox=ToolBox.build([sp.NotesToolset(sp.NotesConfig())]),
+                           limits=AgentLimits(max_turns=2), system="s", user="u")
+    run(runner)
+    assert seen[0][1] is None and "notes_echo" in seen[0][0]
+    assert seen[1][0] == seen[0][0] and seen[1][1] == ["finish"]  # same prompt tools, decoding limited

@@ -225,3 +225,11 @@ async def test_a_text_block_without_text_is_a_malformed_reply(server):
         await host.generate(MESSAGES, TOOLS, GenerateContext())
     await host.aclose()
     assert not isinstance(info.value, HostRequestRejected)
+
+
+def test_tool_choice_is_sent_with_or_without_the_prompt_cache():
+    for cache in (False, True):
+        host = AnthropicHost(AnthropicConfig.model_validate({
+            "provider": "anthropic", "model": "m", "prompt_cache": cache, "tool_choice": {"type": "any"}}))
+        assert host.build_request(MESSAGES, TOOLS)["tool_choice"] == {"type": "any"}
+        assert "tool_choice" not in host.build_request(MESSAGES, [])

@@ -188,8 +188,10 @@ def test_check_refuses_bad_files_templates_and_memory_before_any_episode(tmp_pat
     assert ok.path == tmp_path / "mine.gguf" and ok.site_local
 
 
-def test_parallel_auto_follows_the_runs_workers(tmp_path):
-    host = LlamaCppHost(LlamaCppConfig(model="m.gguf"), _Context(tmp_path, tmp_path, workers=3))
-    assert host.slot_count() == 3
-    assert LlamaCppHost(LlamaCppConfig(model="m.gguf"), _Context(tmp_path, tmp_path, workers=16)).slot_count() == 4
-    assert LlamaCppHost(LlamaCppConfig(model="m.gguf", parallel=2), _Context(tmp_path, tmp_path, 8)).slot_count() == 2
+def test_parallel_auto_follows_the_runs_workers_within_the_threads(tmp_path):
+    def slots(workers, **options):
+        return LlamaCppHost(LlamaCppConfig(model="m.gguf", **options), _Context(tmp_path, tmp_path, workers)).slot_count()
+
+    assert slots(3, threads=8) == 3 and slots(16, threads=8) == 4  # at most 4
+    assert slots(4, threads=2) == 2  # never more slots than threads
+    assert slots(8, parallel=2) == 2 and slots(1, threads=8) == 1

@@ -106,3 +106,35 @@ def test_a_constrained_turn_can_only_name_offered_tools(model_path, tmp_path):
         assert free.provider_data["constrained"] is False
     finally:
         asyncio.run(host.aclose())
+
+
+def test_the_tool_call_grammar_parses_and_a_broken_one_is_an_error(model_path):
+    from llama_cpp import Llama
+
+    from clinseek_llm.decode import Grammar
+    from clinseek_llm.grammar import tool_call_grammar
+
+    tools = [{"name": "ehr_latest", "parameters": {
+                 "type": "object", "properties": {"table": {"type": "string", "enum": ["labevents", "vitalsign"]},
+                                                  "limit": {"type": "integer"}}, "required": ["table"]}},
+             {"name": "finish", "parameters": {"type": "object", "properties": {
+                 "answer": {"type": "array", "items": {"type": "string", "enum": ["yes", "no"]}},
+                 "evidence": {"type": "array", "items": {"type": "string", "pattern": "^E[0-9]+$"}}},
+                 "required": ["answer"], "additionalProperties": False}}]
+    with_text = tool_call_grammar(tools, preamble_chars=80, max_calls=2)
+    calls_only = tool_call_grammar(tools, preamble_chars=0, max_calls=1)
+    assert "preamble ::= [^<{`" in with_text and '{0,1}' in with_text
+    assert 'preamble ::= "\\n"' in calls_only and "{0}" in calls_only
+    assert '"\\"labevents\\""' in with_text and '"\\"yes\\""' in with_text  # enums become literals
+    llm = Llama(model_path=str(model_path), n_ctx=256, verbose=False)
+    try:
+        for text in (with_text, calls_only):
+            grammar = Grammar(llm, text)
+            # the first thing a constrained turn may write: the tag, or text when text is allowed
+            assert grammar.allows(llm.tokenize(b"<tool_call>", add_bos=False, special=True)[0])
+            assert grammar.allows(llm.tokenize(b"I", add_bos=False)[0]) is (text is with_text)
+            grammar.close()
+        with pytest.raises(ValueError, match="does not parse"):
+            Grammar(llm, 'root ::= "a" (')
+    finally:
+        llm.close()

@@ -122,6 +122,7 @@ def apply(recipe, site, overrides, limit, workers, out, resume, retry_errors, qu
                         "an earlier run: clinseek apply RECIPE --resume RUN_DIR --retry-errors")
     loaded = load(recipe, site, overrides)
     assembly = assemble(loaded)
+    assembly.context.workers = workers  # hosts size themselves by it (llamacpp: parallel slots) at pre-flight
     tasks = select_tasks(assembly, limit=limit)
     if not tasks:
         raise UserError("the recipe's tasks select no task: there is nothing to run", where=loaded.where(("tasks",)),

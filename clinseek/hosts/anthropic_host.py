@@ -95,13 +95,13 @@ class AnthropicHost(ServedHost):
                                 for t in tools]
             if cfg.prompt_cache:
                 request["tools"][-1]["cache_control"] = {"type": "ephemeral"}
+            if cfg.tool_choice:
+                request["tool_choice"] = cfg.tool_choice
         if cfg.prompt_cache and turns and turns[-1]["role"] == "user":
             # The conversation so far is the next turn's prefix: caching it makes each turn pay for its new part.
             last = dict(turns[-1]["content"][-1])
             last["cache_control"] = {"type": "ephemeral"}
             turns[-1]["content"][-1] = last
-            if cfg.tool_choice:
-                request["tool_choice"] = cfg.tool_choice
         for key in ("temperature", "top_p", "top_k", "thinking"):
             value = getattr(cfg, key)
             if value is not None:

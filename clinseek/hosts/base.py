@@ -107,6 +107,10 @@ class GenerateContext:
     task: Any = None
     run_index: int = 0
     turn: int = 0
+    # The tool names this turn may call (None: every tool offered). Given only to hosts whose
+    # `limits_calls_in_decoding` is true: they keep the full tool list in the prompt, so its cache still holds,
+    # and limit what decoding can produce instead.
+    allowed: list[str] | None = None
 
 
 class Host:
@@ -139,6 +143,11 @@ class Host:
     def describe(self) -> dict[str, Any]:
         """Provider, model and address for the manifest (never secrets)."""
         return {"provider": self.provider}
+
+    @property
+    def limits_calls_in_decoding(self) -> bool:
+        """Whether this host enforces `GenerateContext.allowed` while decoding (constrained decoding)."""
+        return False
 
     def preflight(self) -> HostCheck | None:
         """One cheap request that shows the model server is up, made before a run's first episode (blocking).

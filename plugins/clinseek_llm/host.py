@@ -31,6 +31,7 @@ from clinseek.hosts.textcalls import parse_text_tool_calls
 
 from .catalog import CATALOG
 from .chat import TemplateError, render_chat
+from .decode import Grammar, decode_turn
 from .gguf import NotGGUF, read_gguf
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -45,7 +46,8 @@ class LlamaCppConfig(ProviderConfig):
     context_size: int = Field(default=8192, ge=512, description="tokens per slot (prompt and reply)")
     threads: int | None = Field(default=None, ge=1, description="CPU threads in all (default: every core)")
     parallel: int | Literal["auto"] = Field(
-        default="auto", description="slots (episodes generating at once); auto: the run's --workers, at most 4")
+        default="auto", description="slots (episodes generating at once); auto: the run's --workers, at most 4 "
+                                    "and at most `threads`")
     gpu_layers: int | Literal["auto"] = Field(
         default="auto", description="layers offloaded to a GPU; auto: all when the runtime was built with GPU "
                                     "support and one is present, else 0 (CPU)")
@@ -65,7 +67,16 @@ class _Slot:
     index: int
     llm: Any
     owner: tuple | None = None  # the episode whose tokens the KV cache holds
-    grammars: dict[str, Any] = field(default_factory=dict)
+    grammars: dict[str, str] = field(default_factory=dict)  # grammar text by tool list
+    _candidates: Any = None
+
+    def candidates(self, llm: Any) -> Any:
+        """The slot's buffer of every token's logit, for the grammar to mask (allocated once)."""
+        if self._candidates is None:
+            from llama_cpp._internals import LlamaTokenDataArray
+
+            self._candidates = LlamaTokenDataArray(n_vocab=llm.n_vocab())
+        return self._candidates
 
 
 def resolve_model(value: str, context: Any = None) -> tuple[Path, str | None]:
@@ -119,6 +130,10 @@ class LlamaCppHost(CachingHost):
     def default_site_local(self) -> bool:
         return True  # runs in this process
 
+    @property
+    def limits_calls_in_decoding(self) -> bool:
+        return self.config.constrain_tool_calls
+
     def describe(self) -> dict[str, Any]:
         out = {"provider": self.provider, "model": self.config.model, "site_local": self.site_local}
         if self.path is not None:
@@ -132,7 +147,9 @@ class LlamaCppHost(CachingHost):
     def slot_count(self) -> int:
         if self.config.parallel != "auto":
             return int(self.config.parallel)
-        return max(1, min(4, int(getattr(self.context, "workers", None) or 1)))
+        # More slots than threads would oversubscribe the cores: every slot needs a thread of its own.
+        threads = self.config.threads or os.cpu_count() or 1
+        return max(1, min(4, threads, int(getattr(self.context, "workers", None) or 1)))
 
     def preflight(self) -> None:
         """Every check that can fail before an episode starts (exit 2 with one message): the runtime is
@@ -280,14 +297,17 @@ class LlamaCppHost(CachingHost):
                                  max_calls=self.config.max_calls_per_turn)
 
     def _grammar(self, slot: _Slot, tools: list[dict[str, Any]]) -> Any:
-        from llama_cpp import LlamaGrammar
-
+        """A fresh grammar sampler for one turn (its state advances token by token); the text is built once per
+        tool list."""
         key = json.dumps(tools, sort_keys=True)
         if key not in slot.grammars:
-            text = self.grammar_text(tools)
-            _check_grammar(slot.llm, text)
-            slot.grammars[key] = LlamaGrammar.from_string(text, verbose=False)
-        return slot.grammars[key]
+            slot.grammars[key] = self.grammar_text(tools)
+        try:
+            return Grammar(slot.llm, slot.grammars[key])
+        except ValueError:
+            raise HostError("the tool-call grammar built from the tools' schemas does not parse", where=self.where(),
+                            hint="a tool schema uses a JSON-schema feature llama.cpp cannot constrain; set "
+                                 "host.constrain_tool_calls: false") from None
 
     def generate_sync(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]],
                       ctx: GenerateContext) -> HostResponse:
@@ -308,22 +328,19 @@ class LlamaCppHost(CachingHost):
                                      "agent.max_observation_chars")
             if not cfg.prompt_cache or slot.owner != owner:
                 llm.reset()
-            reused = _common_prefix(llm._input_ids[:llm.n_tokens], tokens[:-1]) if cfg.prompt_cache else 0
             slot.owner = owner
-            grammar = self._grammar(slot, tools) if cfg.constrain_tool_calls and tools else None
-            out: list[int] = []
-            finish = "length"
-            sampling = {"temp": cfg.temperature or 0.0, "top_k": cfg.top_k, "top_p": cfg.top_p or 1.0,
-                        "repeat_penalty": cfg.repeat_penalty, "grammar": grammar, "reset": True}
-            if cfg.seed is not None:
-                llm.set_seed(cfg.seed + ctx.run_index)
-            for token in llm.generate(tokens, **sampling):
-                if _is_end(llm, token):
-                    finish = "stop"
-                    break
-                out.append(token)
-                if len(out) >= budget:
-                    break
+            callable_now = [t for t in tools if ctx.allowed is None or t["name"] in ctx.allowed]
+            grammar = self._grammar(slot, callable_now) if cfg.constrain_tool_calls and callable_now else None
+            try:
+                decoded = decode_turn(
+                    llm, tokens, max_tokens=budget, is_end=lambda t: _is_end(llm, t), grammar=grammar,
+                    reuse=cfg.prompt_cache, temperature=cfg.temperature or 0.0, top_k=cfg.top_k,
+                    top_p=cfg.top_p or 1.0, repeat_penalty=cfg.repeat_penalty,
+                    seed=None if cfg.seed is None else cfg.seed + ctx.run_index, candidates=slot.candidates(llm))
+            finally:
+                if grammar is not None:
+                    grammar.close()
+            out, reused, finish = decoded.tokens, decoded.reused, decoded.finish
             text = llm.detokenize(out, special=True).decode("utf-8", errors="replace")
         except HostError:
             raise
@@ -343,26 +360,6 @@ class LlamaCppHost(CachingHost):
                             tool_calls=found.calls, usage=usage, latency_s=time.perf_counter() - started,
                             response_id=f"llamacpp-{uuid.uuid4().hex[:12]}", finish_reason=finish,
                             provider_data=provider_data)
-
-
-def _check_grammar(llm: Any, text: str) -> None:
-    """llama-cpp-python adds a grammar that fails to parse as nothing (the turn runs unconstrained): parse it here."""
-    import llama_cpp
-
-    sampler = llama_cpp.llama_sampler_init_grammar(llm._model.vocab, text.encode("utf-8"), b"root")
-    if not sampler:
-        raise HostError("the tool-call grammar built from the tools' schemas does not parse", hint="a tool schema "
-                        "uses a JSON-schema feature llama.cpp cannot constrain; set host.constrain_tool_calls: false")
-    llama_cpp.llama_sampler_free(sampler)
-
-
-def _common_prefix(cached: Any, tokens: list[int]) -> int:
-    n = 0
-    for a, b in zip(cached, tokens):
-        if int(a) != b:
-            break
-        n += 1
-    return n
 
 
 def _is_end(llm: Any, token: int) -> bool:
