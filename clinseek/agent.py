@@ -46,12 +46,14 @@ class AgentLimits:
     max_observation_chars: int = 8000
     max_cost_usd: float | None = None
     finish_on_last_turn: bool = True
+    finish_after_repeated_turns: int = 2
 
     @classmethod
     def from_spec(cls, spec: Any) -> "AgentLimits":
         return cls(max_turns=spec.max_turns, max_tool_calls=spec.max_tool_calls, timeout_s=spec.timeout_s,
                    on_text_reply=spec.on_text_reply, max_observation_chars=spec.max_observation_chars,
-                   max_cost_usd=spec.max_cost_usd, finish_on_last_turn=spec.finish_on_last_turn)
+                   max_cost_usd=spec.max_cost_usd, finish_on_last_turn=spec.finish_on_last_turn,
+                   finish_after_repeated_turns=spec.finish_after_repeated_turns)
 
 
 @dataclass
@@ -107,6 +109,8 @@ class EpisodeState:
     reason: str | None = None
     response_ids: list[str] = field(default_factory=list)
     seen_calls: dict[tuple[str, str], str] = field(default_factory=dict)  # (tool, arguments) -> evidence id
+    repeated_calls: int = 0
+    stuck_turns: int = 0  # turns in a row whose every call repeated an earlier one
 
 
 def render_output(value: Any) -> str:
@@ -225,11 +229,14 @@ class EpisodeRunner:
             await self._handle(resp)
 
     def _offered(self) -> list[dict[str, Any]]:
-        """The tools of this turn: only finish on the last turn and once the tool-call budget is spent (a
-        constrained host then must answer; others see that nothing else is left), else all of them."""
+        """The tools of this turn: only finish on the last turn, once the tool-call budget is spent (a
+        constrained host then must answer; others see that nothing else is left) and after
+        `finish_after_repeated_turns` turns in a row of nothing but repeated calls (a model that is stuck); else
+        all of them."""
         s, lim = self.state, self.limits
-        spent = s.turns >= lim.max_turns or s.tool_calls >= lim.max_tool_calls
-        if lim.finish_on_last_turn and spent and len(self.tool_schemas) > 1:
+        spent = lim.finish_on_last_turn and (s.turns >= lim.max_turns or s.tool_calls >= lim.max_tool_calls)
+        stuck = 0 < lim.finish_after_repeated_turns <= s.stuck_turns
+        if (spent or stuck) and len(self.tool_schemas) > 1:
             return [t for t in self.tool_schemas if t["name"] == FINISH]
         return self.tool_schemas
 
@@ -251,8 +258,10 @@ class EpisodeRunner:
         if not calls:
             self._text_reply(resp.content or "")
             return
+        before = s.repeated_calls
         results = await asyncio.gather(*(self._one_call(cid, call) for cid, call in calls))
         s.messages.extend(results)
+        s.stuck_turns = s.stuck_turns + 1 if s.repeated_calls - before == len(calls) else 0
 
     def _text_reply(self, text: str) -> None:
         mode = self.limits.on_text_reply
@@ -286,6 +295,7 @@ class EpisodeRunner:
         elif (key := _call_key(call)) in s.seen_calls:
             # Small models repeat a call turn after turn; the result cannot change (same patient, same cutoff).
             earlier = s.seen_calls[key]
+            s.repeated_calls += 1
             text, is_error = (f"Error: {name} was already called with these arguments "
                               f"({f'result [{earlier}]' if earlier else 'in this turn'}); the result would be the "
                               f"same. Use it, call another tool or other arguments, or finish."), True

@@ -235,3 +235,22 @@ def test_a_host_that_limits_calls_in_decoding_keeps_every_tool_in_the_prompt():
     run(runner)
     assert seen[0][1] is None and "notes_echo" in seen[0][0]
     assert seen[1][0] == seen[0][0] and seen[1][1] == ["finish"]  # same prompt tools, decoding limited
+
+
+def test_a_model_stuck_repeating_itself_is_offered_only_finish():
+    offered = []
+
+    def script(messages, tools, ctx):
+        offered.append([t["name"] for t in tools])
+        if "finish" in offered[-1] and len(offered[-1]) == 1:
+            return sp.reply(sp.call("finish", answer=["no"]))
+        return sp.reply(sp.call("notes_echo", text="same"))
+
+    result, _ = run(make_runner(script, limits=AgentLimits(max_turns=10)))
+    # turn 1 runs the call, turns 2 and 3 only repeat it, so turn 4 offers only finish
+    assert [len(o) > 1 for o in offered] == [True, True, True, False]
+    assert result["status"] == "completed" and result["turns"] == 4
+    offered.clear()
+    result, _ = run(make_runner(script, limits=AgentLimits(max_turns=5, finish_after_repeated_turns=0,
+                                                           finish_on_last_turn=False)))
+    assert all(len(o) > 1 for o in offered) and result["status"] == "budget_exhausted"

@@ -44,3 +44,14 @@ def test_example_plugin_recipe_is_well_formed(capsys):
 
     loaded = load_recipe(ROOT / "examples" / "clinseek-sitenotes" / "recipe.yaml")
     assert loaded.recipe.host.provider == "keyword" and loaded.recipe.tools[0].use == "sitenotes"
+
+
+@pytest.mark.slow
+def test_demo_llm_validates_and_apply_without_the_model_says_how_to_get_it(tmp_path, capsys):
+    code, out, err = run_cli(capsys, "validate", str(ROOT / "recipes" / "demo-llm.yaml"))
+    assert code == 0, err
+    # the session's cache has no model: apply stops before any episode, writes nothing, names the command
+    code, out, err = run_cli(capsys, "apply", str(ROOT / "recipes" / "demo-llm.yaml"), "--out", str(tmp_path))
+    assert code == 2
+    assert ("clinseek models get qwen2.5-coder-1.5b-instruct" in err or "needs the llama.cpp runtime" in err), err
+    assert list(tmp_path.iterdir()) == []

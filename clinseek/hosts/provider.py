@@ -29,6 +29,7 @@ NOT_IN_CACHE_KEY = frozenset({
     "provider", "site_local", "price", "api_key", "cache", "timeout_s", "max_retries", "backoff_base_s",
     "backoff_max_s", "max_retry_wait_s", "max_concurrency", "requests_per_minute", "tokens_per_minute",
     "base_url", "model", "device", "preflight", "stop_after_connection_failures",
+    "threads", "parallel", "gpu_layers", "prompt_cache",  # llamacpp: where and how fast, not what
 })
 
 

@@ -61,6 +61,9 @@ class AgentSpec(_Strict):
     evidence: Literal["seek", "curated"] = "seek"
     finish_on_last_turn: bool = Field(default=True, description="the last turn, and turns after max_tool_calls is "
                                                                 "spent, offer only finish")
+    finish_after_repeated_turns: int = Field(
+        default=2, ge=0, description="after this many turns in a row of nothing but repeated calls, offer only "
+                                     "finish (0: never)")
     curated: CuratedSpec = Field(default_factory=CuratedSpec)
     tools_by_task: dict[str, list[str]] = Field(
         default_factory=dict, description="the tools offered per task name or task type (the task name wins; "

@@ -35,7 +35,7 @@ from .decode import Grammar, decode_turn
 from .gguf import NotGGUF, read_gguf
 
 TEMPLATES = Path(__file__).parent / "templates"
-RUNTIME_HINT = "pip install 'clinseek[llm]' (builds llama-cpp-python's CPU library: about 25 min on 2 cores)"
+RUNTIME_HINT = "pip install 'clinseek[llm]' (builds llama-cpp-python's CPU library: about 6 min on 2 cores)"
 
 
 class LlamaCppConfig(ProviderConfig):
