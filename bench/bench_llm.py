@@ -154,15 +154,16 @@ def main() -> None:
         configs += [("1.5b constrained, default prompts", "demo-llm.yaml",
                      [model, "prompts.system=seek_system.j2", "prompts.user=seek_user.j2"]),
                     ("1.5b constrained, every tool", "demo-llm.yaml", [model, "agent.tools_by_task={}"])]
-    for key in ([] if args.only_ablations else args.models.split(",")):
-        model = MODELS[key]
-        configs.append((f"{key} constrained", "demo-llm.yaml", [f"host.model={model}"]))
-        if not args.skip_free:
-            configs.append((f"{key} free", "demo-llm.yaml", [f"host.model={model}", "host.constrain_tool_calls=false"]))
+    keys = [] if args.only_ablations else args.models.split(",")
+    for key in keys:  # constrained first, then curated, free runs (the slowest) last
+        configs.append((f"{key} constrained", "demo-llm.yaml", [f"host.model={MODELS[key]}"]))
         if key == "1.5b" and not args.skip_curated:
-            configs.append((f"{key} curated", "demo-llm.yaml", [f"host.model={model}", "agent.evidence=curated",
+            configs.append((f"{key} curated", "demo-llm.yaml", [f"host.model={MODELS[key]}", "agent.evidence=curated",
                                                                 "prompts.system=small_curated_system.j2",
                                                                 "prompts.user=small_curated_user.j2"]))
+    for key in [] if args.skip_free else reversed(keys):
+        configs.append((f"{key} free", "demo-llm.yaml", [f"host.model={MODELS[key]}",
+                                                         "host.constrain_tool_calls=false"]))
     rows = []
     for label, recipe, sets in configs:
         run_dir, wall = apply(label.replace(" ", "-").replace(",", ""), recipe, qids, args.out, sets)

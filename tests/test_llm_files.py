@@ -8,6 +8,7 @@ import zipfile
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clinseek.errors import UserError
@@ -195,3 +196,39 @@ def test_parallel_auto_follows_the_runs_workers_within_the_threads(tmp_path):
     assert slots(3, threads=8) == 3 and slots(16, threads=8) == 4  # at most 4
     assert slots(4, threads=2) == 2  # never more slots than threads
     assert slots(8, parallel=2) == 2 and slots(1, threads=8) == 1
+
+
+class _FakeGrammar:
+    """Allows a fixed set of tokens; counts how often the whole vocabulary had to be masked."""
+
+    def __init__(self, allowed):
+        self.allowed, self.masks = set(allowed), 0
+
+    def allows(self, token):
+        return token in self.allowed
+
+    def mask(self, logits, candidates):
+        self.masks += 1
+        return np.where(np.isin(np.arange(len(logits)), list(self.allowed)), logits, -np.inf)
+
+
+def test_the_decoder_picks_the_best_allowed_token_and_masks_only_when_it_must():
+    from clinseek_llm.decode import _pick_allowed
+
+    rng = np.random.default_rng(0)
+    logits = np.arange(1000, dtype=np.float32)  # token 999 is the best
+    g = _FakeGrammar({990, 5})
+    assert _pick_allowed(logits, g, rng, 0.0, 40, 1.0, None) == 990 and g.masks == 0  # among the first 16
+    g = _FakeGrammar({5, 7})
+    assert _pick_allowed(logits, g, rng, 0.0, 40, 1.0, None) == 7 and g.masks == 1  # none near the top: mask
+    picks = {_pick_allowed(logits, _FakeGrammar({7, 5}), np.random.default_rng(s), 1.0, 40, 1.0, None)
+             for s in range(20)}
+    assert picks <= {5, 7}  # sampling never leaves the grammar
+
+
+def test_sampling_is_reproducible_with_a_seed():
+    from clinseek_llm.decode import _pick
+
+    logits = np.linspace(0, 3, 50).astype(np.float32)
+    draw = [[_pick(logits, np.random.default_rng(seed), 0.8, 10, 0.9) for _ in range(3)] for seed in (1, 1, 2)]
+    assert draw[0] == draw[1] and all(t >= 40 for t in draw[0] + draw[2])  # top-10 only
