@@ -160,9 +160,9 @@ def main() -> None:
     for key in keys:  # constrained first, then curated, free runs (the slowest) last
         configs.append((f"{key} constrained", "demo-llm.yaml", [f"host.model={MODELS[key]}"]))
         if key == "1.5b" and not args.skip_curated:
-            # 30 events (not the default 100): a package of ~2,000 tokens, which a 2-core CPU evaluates in ~1 min
+            # the curator with 30 events (the demo tasks carry 100-event packages, ~6,000 tokens: ~3 min each on 2 cores)
             configs.append((f"{key} curated", "demo-llm.yaml", [f"host.model={MODELS[key]}", "agent.evidence=curated",
-                                                                "agent.curated.max_events=30",
+                                                                "agent.curated.source=curator", "agent.curated.max_events=30",
                                                                 "prompts.system=small_curated_system.j2",
                                                                 "prompts.user=small_curated_user.j2"]))
     for key in [] if args.skip_free else reversed(keys):

@@ -138,3 +138,37 @@ def test_the_tool_call_grammar_parses_and_a_broken_one_is_an_error(model_path):
             Grammar(llm, 'root ::= "a" (')
     finally:
         llm.close()
+
+
+def test_the_prompt_cache_evaluates_only_the_new_tokens_of_a_turn(model_path, tmp_path):
+    from clinseek.hosts.base import GenerateContext
+    from clinseek.testing import make_task
+    from clinseek_llm.host import LlamaCppConfig, LlamaCppHost
+
+    class Context:
+        recipe_dir, cache_dir, workers = tmp_path, tmp_path, 1
+
+    tools = [{"name": "finish", "description": "answer", "parameters": {
+        "type": "object", "properties": {"answer": {"type": "array", "items": {"enum": ["yes", "no"]}}},
+        "required": ["answer"], "additionalProperties": False}}]
+    first = [{"role": "system", "content": "Answer with finish."}, {"role": "user", "content": "Is 2 > 1?"}]
+    ctx = GenerateContext(task=make_task(qid="q-cache"))
+    evaluated = {}
+    for cache in (True, False):
+        host = LlamaCppHost(LlamaCppConfig(model=str(model_path), context_size=1024, max_tokens=32,
+                                           prompt_cache=cache), Context())
+        host.check()
+        try:
+            one = asyncio.run(host.generate(first, tools, ctx))
+            second = first + [{"role": "assistant", "content": None, "tool_calls": [
+                {"id": "c1", "name": c.name, "arguments": c.arguments} for c in one.tool_calls]},
+                {"role": "tool", "tool_call_id": "c1", "name": "finish", "content": "[E1] noted"},
+                {"role": "user", "content": "And is 3 > 2?"}]
+            two = asyncio.run(host.generate(second, tools, ctx))
+        finally:
+            asyncio.run(host.aclose())
+        evaluated[cache] = (two.usage.input_tokens, two.usage.cached_tokens,
+                            two.provider_data["prompt_tokens_evaluated"])
+    total, cached, fresh = evaluated[True]
+    assert cached >= one.usage.input_tokens - 1 and fresh == total - cached < total
+    assert evaluated[False][1] == 0 and evaluated[False][2] == evaluated[False][0] == total
