@@ -125,7 +125,6 @@ class LlamaCppHost(CachingHost):
         self._template: str | None = None
         self.path: Path | None = None
         self.gpu_layers = 0
-        self.load_s: float | None = None
 
     def default_site_local(self) -> bool:
         return True  # runs in this process
@@ -219,15 +218,11 @@ class LlamaCppHost(CachingHost):
 
     def load(self) -> None:
         """Open the slots once (thread-safe)."""
+        if self.path is None:
+            self.check()  # idempotent; outside the lock, which the slot pool's condition shares
         with self._lock:
             if self._slots:
                 return
-            if self.path is None:
-                self._lock.release()
-                try:
-                    self.check()
-                finally:
-                    self._lock.acquire()
             from llama_cpp import Llama, llama_supports_gpu_offload
 
             cfg = self.config
@@ -238,7 +233,6 @@ class LlamaCppHost(CachingHost):
                 self.gpu_layers = -1 if llama_supports_gpu_offload() else 0
             else:
                 self.gpu_layers = int(cfg.gpu_layers)
-            started = time.perf_counter()
             for i in range(slots):
                 try:
                     llm = Llama(model_path=str(self.path), n_ctx=cfg.context_size, n_threads=per_slot,
@@ -253,7 +247,6 @@ class LlamaCppHost(CachingHost):
                         hint="the file may be damaged (fetch it again) or hold an architecture this llama.cpp "
                              "build does not know") from None
                 self._slots.append(_Slot(i, llm))
-            self.load_s = time.perf_counter() - started
 
     async def aclose(self) -> None:
         with self._lock:
@@ -365,7 +358,4 @@ class LlamaCppHost(CachingHost):
 def _is_end(llm: Any, token: int) -> bool:
     import llama_cpp
 
-    vocab = getattr(getattr(llm, "_model", None), "vocab", None)
-    if vocab is not None and hasattr(llama_cpp, "llama_vocab_is_eog"):
-        return bool(llama_cpp.llama_vocab_is_eog(vocab, token))
-    return token == llm.token_eos()
+    return bool(llama_cpp.llama_vocab_is_eog(llm._model.vocab, token))  # <|im_end|>, <|endoftext|>, ...
