@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     from clinseek.errors import ClinseekError
 
     try:
-        cli.main(args=argv, prog_name="clinseek", standalone_mode=False)
+        # Outside standalone mode click returns ctx.exit(code) instead of exiting: keep that code (audit's 1).
+        code = cli.main(args=argv, prog_name="clinseek", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) and not isinstance(code, bool) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

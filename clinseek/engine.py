@@ -389,6 +389,51 @@ def select_tasks(assembly: Assembly, limit: int | None = None) -> list[Task]:
     return tasks[:cap]
 
 
+def no_tasks_error(assembly: Any) -> UserError:
+    """Why a recipe selects no task: the file gave none (with its first bad rows), or the selection removed all."""
+    report = getattr(assembly.source, "report", None)
+    where = assembly.loaded.where(("tasks", "path" if assembly.recipe.tasks.path else "source")) \
+        if hasattr(assembly, "loaded") else None
+    if report is not None and report.loaded == 0:
+        if report.malformed:
+            first = "\n".join("  " + p.splitlines()[0] for p in report.problems[:3])
+            return UserError(f"the task file gave no task: all {report.malformed} row(s) are malformed; the first:"
+                             f"\n{first}", where=where,
+                             hint="fix those rows (ClinSeek-Bench rows need qid, subject_id, prediction_time and "
+                                  "question; docs/clinseek-bench.md), or point tasks.path at the right file")
+        return UserError("the task file holds no task rows", where=where,
+                         hint="check tasks.path: JSON Lines (one object per line) or one JSON array of objects")
+    return UserError("the recipe's tasks select no task: there is nothing to run", where=where,
+                     hint="check tasks.filter, tasks.sample and --limit against the file's tasks")
+
+
+def screen_patients(assembly: Assembly, tasks: list[Task], warn: Callable[[str], None] | None = None
+                    ) -> tuple[list[Task], dict[str, str]]:
+    """Ask every open toolset which tasks name a patient or admission its data lacks; per
+    `tasks.missing_patient`, refuse the run naming the first ones (fail) or drop them with a warning (skip).
+    Returns the tasks to run and qid -> why for the missing ones."""
+    views = [t.view() for t in tasks]
+    missing: dict[str, str] = {}
+    for ts in assembly.toolsets:
+        for qid, why in (ts.missing_patients(views) or {}).items():
+            missing.setdefault(qid, why)
+    if not missing:
+        return tasks, {}
+    first = "; ".join(f"{qid}: {why}" for qid, why in list(missing.items())[:3])
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    text = f"{len(missing)} of {len(tasks)} task(s) name a patient or admission the database does not have ({first}{more})"
+    if assembly.recipe.tasks.missing_patient == "fail":
+        raise UserError(text, where=assembly.loaded.where(("tasks",)),
+                        hint="check that tasks and database belong together (the right file, the right database), "
+                             "or set tasks.missing_patient: skip to run the others")
+    (warn or _stderr)(f"{text}: skipped (tasks.missing_patient: skip)")
+    return [t for t in tasks if t.qid not in missing], missing
+
+
+def _stderr(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
 def curated_evidence(assembly: Assembly, task: Task) -> str:
     """The evidence package of curated mode: the task's own `input`, or the ehr toolset's curator
     (`agent.curated.source` chooses; `auto` prefers the task's)."""
@@ -515,6 +560,9 @@ def run_assembly(assembly: Assembly, tasks: list[Task], run: RunDir, *, workers:
     pending, why = plan_episodes(assembly, tasks, run, retry_errors=retry_errors)
     previous = run.manifest() if (run.path / MANIFEST).exists() else {}
     extra = {"resumed": bool(previous), "task_count": len(tasks), "resume_command": resume_command}
+    report = getattr(assembly.source, "report", None)
+    if report is not None and hasattr(report, "as_dict"):
+        extra["task_file"] = report.as_dict()   # rows read, malformed rows skipped (first reasons), inferred tasks
     started = previous.get("started") or utcnow()
     assembly.context.run_dir = run.path
     assembly.context.workers = workers
@@ -522,6 +570,11 @@ def run_assembly(assembly: Assembly, tasks: list[Task], run: RunDir, *, workers:
     assembly.context.info_sink = lambda text: (run.event(text), print(text, file=sys.stderr))
     try:
         assembly.open()
+        tasks, missing = screen_patients(assembly, tasks, warn=assembly.context.sink)
+        if missing:
+            extra["tasks_missing_patient"] = len(missing)
+            extra["task_count"] = len(tasks)
+            pending = [(t, i) for t, i in pending if t.qid not in missing]
     except BaseException:
         assembly.close()
         run.discard_if_unused()  # a failed start leaves no empty run directory behind

@@ -143,6 +143,14 @@ class Toolset:
         can build one sets `can_curate = True` and overrides this; the engine asks the first such toolset."""
         raise NotImplementedError(f"toolset {self.name!r} cannot curate evidence")
 
+    def missing_patients(self, tasks: list[Any]) -> dict[str, str]:
+        """The tasks (TaskViews) whose patient or admission this toolset's data does not have: qid -> why.
+
+        Called once per run after open(), before the first episode, with every selected task, and by `clinseek
+        validate`; the engine then skips or refuses them (the recipe's `tasks.missing_patient`). A toolset with
+        no list of its patients returns {} (the default)."""
+        return {}
+
     def manifest(self) -> dict[str, Any]:
         """Facts recorded in the run manifest (for example the ONNX providers really in use)."""
         return {}

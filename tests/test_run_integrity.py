@@ -279,7 +279,7 @@ def test_a_failed_start_leaves_no_run_directory(tmp_path, registry, capsys, monk
 
     recipe = write_recipe(tmp_path, n_tasks=0)
     code, _, err = run_cli(capsys, "apply", recipe)
-    assert code == 2 and "select no task" in err
+    assert code == 2 and "holds no task rows" in err
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
     def fails_to_open(self):

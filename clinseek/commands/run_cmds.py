@@ -30,6 +30,8 @@ def validate(recipe, site, overrides, check_host):
     assembly = assemble(loaded, preflight=True, problems=problems)
     if assembly is not None and None not in (assembly.source, assembly.prompts, assembly.toolbox):
         _check_templates(assembly, recipe, problems)
+        if not problems:
+            _check_patients(assembly, problems)
     host_line = ""
     if check_host and assembly is not None and assembly.host is not None:
         try:
@@ -57,7 +59,7 @@ def _host_check_line(assembly, again: str | None = None, before_run: bool = Fals
 def _check_templates(assembly, recipe: str, problems: list[str]) -> None:
     """Render the prompts for the first task (StrictUndefined: a misspelt variable is an error). Curated mode
     without a task `input` opens the toolsets for the curator, only when nothing else is wrong."""
-    from clinseek.engine import curated_evidence, render_at, select_tasks
+    from clinseek.engine import curated_evidence, no_tasks_error, render_at, select_tasks
     from clinseek.errors import UserError
     from clinseek.prompts import prompt_context
 
@@ -68,7 +70,7 @@ def _check_templates(assembly, recipe: str, problems: list[str]) -> None:
         problems.append(render_at(exc, loaded.where(("tasks", "path" if spec.tasks.path else "source"))))
         return
     if not tasks:
-        click.echo(f"{recipe}: warning: the task source yields no tasks", err=True)
+        problems.append(no_tasks_error(assembly).render())
         return
     task = tasks[0]
     seek = spec.agent.evidence == "seek"
@@ -84,6 +86,31 @@ def _check_templates(assembly, recipe: str, problems: list[str]) -> None:
         assembly.prompts.render(prompt_context(task, schemas, spec, evidence=evidence, mode=spec.agent.evidence))
     except UserError as exc:
         problems.append(render_at(exc, loaded.where(("prompts",))))
+
+
+def _check_patients(assembly, problems: list[str]) -> None:
+    """Every selected task's patient and admission exist in the data (toolsets that keep a roster, such as ehr,
+    are opened for this; the others are not)."""
+    from clinseek.engine import screen_patients, select_tasks
+    from clinseek.errors import UserError
+    from clinseek.toolsets import Toolset
+
+    checkers = [ts for ts in assembly.toolsets if type(ts).missing_patients is not Toolset.missing_patients]
+    if not checkers:
+        return
+    try:
+        tasks = select_tasks(assembly)
+        for ts in checkers:
+            ts.open()
+        screen_patients(assembly, tasks, warn=lambda text: click.echo(f"warning: {text}", err=True))
+    except UserError as exc:
+        problems.append(exc.render())
+    finally:
+        for ts in checkers:
+            try:
+                ts.close()
+            except Exception:  # noqa: BLE001 - closing must not hide the check's result
+                pass
 
 
 def _progress(result, done, total):
@@ -113,7 +140,7 @@ def _progress(result, done, total):
 @click.option("--quiet", is_flag=True, help="No per-episode progress lines.")
 def apply(recipe, site, overrides, limit, workers, out, resume, retry_errors, quiet):
     """Assemble the agent a recipe describes and run it over its tasks."""
-    from clinseek.engine import assemble, run_assembly, select_tasks
+    from clinseek.engine import assemble, no_tasks_error, run_assembly, select_tasks
     from clinseek.errors import ClinseekError, UserError
     from clinseek.runs import MANIFEST, RunDir, failure_reasons
 
@@ -125,8 +152,10 @@ def apply(recipe, site, overrides, limit, workers, out, resume, retry_errors, qu
     assembly.context.workers = workers  # hosts size themselves by it (llamacpp: parallel slots) at pre-flight
     tasks = select_tasks(assembly, limit=limit)
     if not tasks:
-        raise UserError("the recipe's tasks select no task: there is nothing to run", where=loaded.where(("tasks",)),
-                        hint="check tasks.path (or the source's options), tasks.filter, tasks.sample and --limit")
+        raise no_tasks_error(assembly)
+    report = getattr(assembly.source, "report", None)
+    if report is not None and getattr(report, "malformed", 0):
+        click.echo(f"tasks: {report.summary()}; running {len(tasks)}", err=True)
 
     def warn(text):
         click.echo(f"warning: {text}", err=True)

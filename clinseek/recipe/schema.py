@@ -40,6 +40,9 @@ class TasksSpec(_Strict):
     sample: int | None = Field(default=None, ge=1, description="random sample of this many tasks (seeded)")
     seed: int = 0
     on_error: Literal["skip", "fail"] = "skip"
+    missing_patient: Literal["fail", "skip"] = Field(
+        default="fail", description="a task whose patient or admission the ehr database lacks: fail (the run does "
+                                    "not start, naming the first ones) or skip (run the others, counted)")
     with_: dict[str, Any] = Field(default_factory=dict, alias="with")
 
 

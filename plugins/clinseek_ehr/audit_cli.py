@@ -18,29 +18,37 @@ import click
 @click.pass_context
 def audit(ctx, recipe, site, overrides, limit, as_json, workers):
     """Enumerate everything the ehr tools can show each task of RECIPE and count rows after the cutoff, unmasked
-    future values and other patients' rows, per table. Exits 1 when any count is not zero."""
+    future values and other patients' rows, per table. Tasks whose patient the database lacks are counted apart
+    (nothing of theirs can be audited). Exits 1 when any count is not zero."""
     from clinseek_ehr.audit import audit_tasks
 
     loaded, toolset, tasks = load_for_audit(recipe, site, overrides, limit)
     facts = f"profile {toolset.profile.name}, backend {toolset.backend.dialect}, cutoff {toolset.config.cutoff}"
     try:
-        report = audit_tasks(toolset, tasks, workers=workers)
+        # A task whose patient the database lacks shows nothing, so it would pass the audit vacuously: counted.
+        missing = toolset.missing_patients([t.view() for t in tasks])
+        report = audit_tasks(toolset, [t for t in tasks if t.qid not in missing], workers=workers)
     finally:
         toolset.close()
     if as_json:
         click.echo(json.dumps({"tasks": report.tasks, "violations": report.violations,
                                "tables": {k: vars(v) for k, v in sorted(report.tables.items())},
-                               "examples": report.examples}, indent=2))
+                               "examples": report.examples, "missing_patients": len(missing),
+                               "missing_examples": dict(list(missing.items())[:5])}, indent=2))
     else:
         click.echo(f"audit of {loaded.path}: {facts}")
         click.echo(report.render())
-    if report.violations:
+        if missing:
+            first = "; ".join(f"{q}: {why}" for q, why in list(missing.items())[:3])
+            click.echo(f"not audited: {len(missing)} task(s) whose patient or admission the database does not "
+                       f"have ({first})")
+    if report.violations or missing:
         ctx.exit(1)
 
 
 def load_for_audit(recipe, site=None, overrides=(), limit=None):
     """The recipe's ehr toolset (opened) and its tasks, without needing its host."""
-    from clinseek.engine import RunContext, select_tasks
+    from clinseek.engine import RunContext, no_tasks_error, select_tasks
     from clinseek.errors import UserError
     from clinseek.plugins import get_registry
     from clinseek.recipe.load import load_recipe
@@ -60,7 +68,10 @@ def load_for_audit(recipe, site=None, overrides=(), limit=None):
     src_cls = registry.get("task_sources", loaded.recipe.tasks.source, where=loaded.where(("tasks", "source")))
     path = loaded.resolve_path(loaded.recipe.tasks.path) if loaded.recipe.tasks.path else None
     source = src_cls({**loaded.recipe.tasks.with_, "path": path, "on_error": loaded.recipe.tasks.on_error}, context)
-    tasks = select_tasks(SimpleNamespace(recipe=loaded.recipe, source=source), limit)
+    selection = SimpleNamespace(recipe=loaded.recipe, source=source, loaded=loaded)
+    tasks = select_tasks(selection, limit)
+    if not tasks:  # nothing audited is not "0 violations"
+        raise no_tasks_error(selection)
     toolset = EhrToolset(config, context)
     toolset.open()
     return loaded, toolset, tasks

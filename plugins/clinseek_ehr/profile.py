@@ -49,6 +49,10 @@ class Profile:
     tables: dict[str, TableSpec]
     join_hints: tuple[str, ...] = ()
     source: str = ""
+    # Where every patient and admission of the database is listed (`roster:` in the YAML): how a task naming a
+    # patient the database lacks is found before it runs. {"patients": table, "admissions": table,
+    # "admission_key": column}; empty when the profile does not say.
+    roster: dict[str, str] = field(default_factory=dict)
 
     @property
     def patient_tables(self) -> list[str]:
@@ -92,7 +96,24 @@ def parse_profile(data: Any, source: str = "<profile>") -> Profile:
         tables[name] = _table(name, spec or {}, None, source, True)
     return Profile(name=str(data.get("name", Path(source).stem)), description=str(data.get("description", "")),
                    dialect=str(data.get("dialect", "duckdb")), tables=tables,
-                   join_hints=tuple(str(h) for h in data.get("join_hints") or ()), source=source)
+                   join_hints=tuple(str(h) for h in data.get("join_hints") or ()), source=source,
+                   roster=_roster(data.get("roster"), tables, source))
+
+
+def _roster(spec: Any, tables: dict[str, TableSpec], source: str) -> dict[str, str]:
+    if spec is None:
+        return {}
+    where = f"{source}: roster"
+    if not isinstance(spec, dict) or set(spec) - {"patients", "admissions", "admission_key"}:
+        raise UserError("roster is a mapping of patients, admissions and admission_key", where=where)
+    out = {str(k): str(v).lower() for k, v in spec.items()}
+    for key in ("patients", "admissions"):
+        name = out.get(key)
+        if name is not None and (name not in tables or tables[name].is_dictionary):
+            raise UserError(f"roster.{key}: {name!r} is not a patient table of the profile", where=where)
+    if "admissions" in out and out.get("admission_key") not in tables[out["admissions"]].columns:
+        raise UserError("roster.admission_key must be a column of roster.admissions", where=where)
+    return out
 
 
 _TABLE_KEYS = {"description", "patient_key", "known_at", "masked", "time", "columns", "code", "label", "note",

@@ -155,6 +155,12 @@ class EhrToolset(Toolset):
             with session.lock:
                 session.close()
 
+    def missing_patients(self, tasks: list) -> dict[str, str]:
+        """Tasks naming a patient or admission the database lacks (roster.py), checked before any episode."""
+        from clinseek_ehr.roster import missing_patients
+
+        return missing_patients(self, tasks)
+
     def manifest(self) -> dict:
         return {"profile": self.profile.name if self.profile else None,
                 "backend": self.backend.dialect if self.backend else None,
