@@ -5,5 +5,5 @@ Entry points: `demo.ensure_demo` (cached demo cohort + tasks), `build.build_coho
 Nothing heavy is imported here.
 """
 
-GENERATOR_VERSION = "3"  # part of the demo cache folder name: bump when the same seed would give other rows
+GENERATOR_VERSION = "4"  # part of the demo cache folder name: bump when the same seed would give other rows
 DB_NAME = "cohort.duckdb"

@@ -14,7 +14,7 @@ from typing import Callable
 
 import pandas as pd
 
-from clinseek_demo import DB_NAME, GENERATOR_VERSION, dictionaries, events, model, records, schema
+from clinseek_demo import DB_NAME, GENERATOR_VERSION, dictionaries, ed_records, events, model, records, schema
 from clinseek.errors import UserError
 
 MAX_PATIENTS = 100_000  # row ids are per-patient ranges inside int32 (see events.ROWS_PER_PATIENT)
@@ -50,6 +50,14 @@ def generate_block(seed: int, block: int, first: int, n: int) -> dict[str, pd.Da
     out["_cxr_findings"] = meta[["dicom_id", "study_id", "path", "aux_findings"]] if len(meta) else meta
     out["cxr_metadata"] = meta[[c for c, _ in schema.columns("cxr_metadata")]] if len(meta) else meta
     out["omr"] = records.omr(b)
+    # ED-only visits and the ED detail tables draw from their own streams: every table above keeps its rows
+    ed_only = ed_records.ed_only_visits(b)
+    for t in ("edstays", "triage", "vitalsign"):
+        if len(ed_only[t]):
+            out[t] = pd.concat([out[t].astype({"hadm_id": "Int64"}) if t == "edstays" else out[t], ed_only[t]],
+                               ignore_index=True)
+    out.update(ed_records.ed_details(b, out["edstays"], out["triage"], out["diagnoses_icd"],
+                                     dictionaries.icd10cm_titles()))
     return out
 
 

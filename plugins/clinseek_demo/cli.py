@@ -49,21 +49,30 @@ def demo(out: Path, patients: int | None, seed: int, no_images: bool, with_tasks
               help="The tasks .jsonl file to write.")
 @click.option("--per-task", type=click.IntRange(1), default=50, show_default=True, help="Tasks per task name.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed for prediction times and sampling.")
-@click.option("--task", "only", multiple=True, help="Only these task names (repeatable).")
+@click.option("--task", "--only", "only", multiple=True, help="Only these task names (repeatable).")
+@click.option("--families", type=click.Choice(["clinseek", "reference"]), default="clinseek", show_default=True,
+              help="clinseek: this project's families (mortality, los_gt_3, ...); reference: ClinSeek-Bench's text "
+                   "families with its names (ED_Hospitalization, ..., labevents, ...), see docs/data.md.")
 @click.option("--balance/--natural", default=True, show_default=True,
               help="Yes/no tasks: up to half positives (balance) or the cohort's own prevalence (natural).")
 @click.option("--with-input/--no-input", "with_input", default=True, show_default=True,
               help="Write each row's `input`: the curated evidence package (the patient's most recent events of the "
                    "24 h before the prediction time, at most 100) that `agent.evidence: curated` answers from.")
-def tasks(db: Path, out: Path, per_task: int, seed: int, only: tuple[str, ...], balance: bool,
+def tasks(db: Path, out: Path, per_task: int, seed: int, only: tuple[str, ...], families: str, balance: bool,
           with_input: bool) -> None:
     """Build ClinSeek-Bench-style task rows from a cohort database (synthetic or imported MIMIC-IV)."""
-    from clinseek_demo.benchmark import ALL_TASKS, RISK_TASKS, build_tasks
+    if families == "reference":
+        from clinseek_demo.reference_families import REFERENCE_TASKS, RISK, build_reference_tasks
 
-    yes_no = set(RISK_TASKS) | {"cxr_finding_presence"}
+        yes_no = set(RISK)
+        rep = build_reference_tasks(db, out, per_task=per_task, seed=seed, balance=balance,
+                                    tasks=only or REFERENCE_TASKS, with_input=with_input)
+    else:
+        from clinseek_demo.benchmark import ALL_TASKS, RISK_TASKS, build_tasks
 
-    rep = build_tasks(db, out, per_task=per_task, seed=seed, balance=balance, tasks=only or ALL_TASKS,
-                      image_root=db.parent.resolve(), with_input=with_input)
+        yes_no = set(RISK_TASKS) | {"cxr_finding_presence"}
+        rep = build_tasks(db, out, per_task=per_task, seed=seed, balance=balance, tasks=only or ALL_TASKS,
+                          image_root=db.parent.resolve(), with_input=with_input)
     for name, n in rep.counts.items():
         pos = f", {rep.positives[name]} yes" if name in yes_no else ""
         click.echo(f"{name:22s} {n:5d}{pos}")

@@ -13,7 +13,8 @@ from clinseek_demo import catalog
 # Event and fact tables in MIMIC's modules (what `clinseek data demo` writes), then dictionaries, then CXR.
 MIMIC_TABLES = ("patients", "admissions", "transfers", "services", "icustays", "labevents", "chartevents",
                 "inputevents", "outputevents", "microbiologyevents", "prescriptions", "diagnoses_icd",
-                "procedures_icd", "omr", "edstays", "triage", "vitalsign", "discharge", "radiology")
+                "procedures_icd", "omr", "edstays", "triage", "vitalsign", "discharge", "radiology",
+                "diagnosis", "medrecon", "pyxis")
 DICTIONARY_TABLES = ("d_labitems", "d_items", "d_icd_diagnoses", "d_icd_procedures")
 CXR_TABLES = ("cxr_metadata",)
 HIDDEN_TABLES = ("cxr_labels", "_latent", "_build_info")  # ground truth: never exposed to an agent
@@ -36,6 +37,9 @@ SORT_KEYS = {
     "edstays": ["subject_id", "intime", "stay_id"],
     "triage": ["subject_id", "stay_id"],
     "vitalsign": ["subject_id", "charttime", "stay_id"],
+    "diagnosis": ["subject_id", "stay_id", "seq_num"],
+    "medrecon": ["subject_id", "charttime", "stay_id", "name"],
+    "pyxis": ["subject_id", "charttime", "stay_id", "med_rn"],
     "discharge": ["subject_id", "charttime", "note_id"],
     "radiology": ["subject_id", "charttime", "note_id"],
     "d_labitems": ["itemid"],
