@@ -23,6 +23,7 @@ LAZY_COMMANDS = {
     "export": "clinseek.commands.eval_cmds:export",
     "compare": "clinseek.compare:compare",
     "cache": "clinseek.hosts.cache_cli:cache",
+    "import": "clinseek.commands.import_cmds:import_group",
 }
 # One-line help for `clinseek --help`, so listing commands imports none of their modules.
 LAZY_HELP = {
@@ -37,6 +38,7 @@ LAZY_HELP = {
     "export": "Export a run's trajectories for fine-tuning.",
     "compare": "Compare runs over the same tasks, with paired bootstrap intervals.",
     "cache": "Inspect or clear the host response cache.",
+    "import": "Import another system's runs (the reference's results.jsonl) as a run directory.",
 }
 
 

@@ -75,6 +75,53 @@ def _mean(xs: list[float]) -> float:
 
 
 _METRICS = ("precision", "recall", "f1", "exact_match")
+_EFFORT = ("tool_calls_avg", "turns_avg", "tokens_avg")
+
+
+def _effort(runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Tool calls, turns and tokens (input + output, from `usage`) per episode, averaged over a question's runs."""
+    def tokens(r: dict[str, Any]) -> float:
+        u = r.get("usage") or {}
+        return float((u.get("input_tokens") or u.get("prompt_tokens") or 0)
+                     + (u.get("output_tokens") or u.get("completion_tokens") or 0))
+    return {"tool_calls_avg": _mean([float(r.get("tool_calls") or 0) for r in runs]),
+            "turns_avg": _mean([float(r.get("turns") or 0) for r in runs]),
+            "tokens_avg": _mean([tokens(r) for r in runs])}
+
+
+def strict_reference_scores(rows: Iterable[dict[str, Any]], benchmark_qids: Iterable[str] | None = None
+                            ) -> dict[str, Any]:
+    """The reference script's numbers, reproduced exactly: answers and labels only lower-cased (no punctuation or
+    space normalisation), runs averaged per question, and the headline the plain mean over the questions that
+    have results (micro); benchmark questions without any result count as not done, not as 0. Per task the same
+    mean over that task's questions."""
+    by_q: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_q[str(row.get("qid"))].append(row)
+    per_q: dict[str, dict[str, float]] = {}
+    tasks: dict[str, list[str]] = defaultdict(list)
+    for qid, runs in by_q.items():
+        scores = [_lower_only_prf(r.get("answer") or [], r.get("label") or []) for r in runs]
+        per_q[qid] = {k: _mean([sc[k] for sc in scores]) for k in ("precision", "recall", "f1", "exact_match")}
+        tasks[str(runs[0].get("task") or "unknown")].append(qid)
+    total = len(set(benchmark_qids)) if benchmark_qids is not None else len(per_q)
+
+    def mean_of(qids: list[str]) -> dict[str, Any]:
+        return {k: _mean([per_q[q][k] for q in qids]) for k in ("precision", "recall", "f1", "exact_match")}
+    return {**mean_of(list(per_q)), "questions_done": len(per_q), "questions_total": total,
+            "runs": sum(len(v) for v in by_q.values()),
+            "per_task": {t: {**mean_of(qs), "questions_done": len(qs)} for t, qs in sorted(tasks.items())}}
+
+
+def _lower_only_prf(answer: Iterable[Any], label: Iterable[Any]) -> dict[str, float]:
+    a = {str(x).lower() for x in answer if isinstance(x, str)}
+    g = {str(x).lower() for x in label}
+    if not a:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0, "exact_match": 0.0}
+    hit = len(a & g)
+    p, r = hit / len(a), (hit / len(g) if g else 0.0)
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0,
+            "exact_match": 1.0 if a == g else 0.0}
 
 
 def score_rows(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -99,6 +146,8 @@ def score_rows(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
              "label": first.get("label") or [], "answers": [r.get("answer") or [] for r in runs]}
         for m in _METRICS:
             q[m] = _mean([s[m] for s in per_run])
+        for k, v in _effort(runs).items():
+            q[k] = v
         if "yes_no_correct" in per_run[0]:
             q["yes_no_accuracy"] = _mean([s["yes_no_correct"] for s in per_run])
         questions.append(q)
@@ -110,6 +159,8 @@ def score_rows(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
         agg["questions"] = len(qs)
         agg["runs"] = sum(q["runs"] for q in qs)
         agg["completed"] = sum(q["completed"] for q in qs)
+        for k in _EFFORT:  # per episode, as the reference's table: every run counts once
+            agg[k] = sum(q[k] * q["runs"] for q in qs) / agg["runs"] if agg["runs"] else 0.0
         return agg
 
     by_task: dict[str, list] = defaultdict(list)
@@ -126,7 +177,7 @@ def score_rows(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
     micro = aggregate(questions)
     overall["f1_micro"] = micro["f1"]
     overall["tasks"] = len(per_task)
-    for k in ("questions", "runs", "completed"):
+    for k in ("questions", "runs", "completed", *_EFFORT):
         overall[k] = micro[k]
     return {"overall": overall, "per_task": per_task, "per_task_type": per_type, "per_question": questions,
             "counts": {"questions": micro["questions"], "runs": micro["runs"], "completed": micro["completed"],
@@ -185,12 +236,30 @@ def apply_scorers(rows: list[dict[str, Any]], scorers: list[Any], tasks: dict[st
             row.setdefault("extra_scores", {})[sc.name] = sc.score(row.get("answer") or [], task)
 
 
+def looks_like_reference(path: Path | str) -> bool:
+    """A results file in the reference system's format: its rows carry the conversation (`messages`) and none of
+    clinseek's result fields (`answer`, `status`)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS
+    if not path.is_file():
+        return False
+    for _, row in iter_lines(path):
+        return "messages" in row and "answer" not in row and "status" not in row
+    return False
+
+
 def score_run(run_dir: Path | str, *, write: bool = True, reference: bool = False,
               benchmark: Path | str | None = None, scorers: list[Any] | None = None,
-              warn: Any = None) -> dict[str, Any]:
+              warn: Any = None, strict_reference: bool = False) -> dict[str, Any]:
     """Score a run directory (or, with reference=True, a results file of the reference system) and write
-    scores.json next to results.jsonl (or next to the reference file). Returns the scores dict."""
+    scores.json next to results.jsonl (or next to the reference file). Returns the scores dict. A reference-format
+    file is recognised without reference=True (and said so): scoring it as clinseek rows would give zeros."""
     run_dir = Path(run_dir)
+    if not reference and looks_like_reference(run_dir):
+        reference = True
+        (warn or (lambda m: None))(f"{run_dir} is in the reference system's results format (rows with `messages`,"
+                                   " no `answer`): scored as with --reference")
     if reference:
         rows = load_reference_results(run_dir, benchmark=benchmark)
         out_path = (run_dir if run_dir.is_dir() else run_dir.parent) / SCORES
@@ -221,6 +290,9 @@ def score_run(run_dir: Path | str, *, write: bool = True, reference: bool = Fals
             extra[sc.name] = {k: _mean(v) for k, v in vals.items()}
         scores["extra"] = extra
     scores["source"] = {"path": str(run_dir), "format": "reference" if reference else "clinseek"}
+    if strict_reference:
+        qids = list(read_benchmark(benchmark)) if benchmark is not None else None
+        scores["strict_reference"] = strict_reference_scores(rows, qids)
     if write:
         tmp = out_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(scores, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
@@ -267,21 +339,11 @@ def reference_answer(messages: list[dict[str, Any]]) -> tuple[list[str], str]:
 
 
 def _label_list(label: Any) -> list[str]:
-    """Reference labels are strings, lists of strings, or lists of {name} / {atc_name} dicts."""
-    if label is None:
-        return []
-    if isinstance(label, str):
-        return [label]
-    out = []
-    has_atc = any(isinstance(x, dict) and x.get("atc_name") for x in label)
-    for x in label:
-        if isinstance(x, str):
-            out.append(x)
-        elif isinstance(x, dict):
-            v = x.get("atc_name") if has_atc else x.get("name")
-            if isinstance(v, str):
-                out.append(v)
-    return out
+    """Reference labels are strings, lists of strings, or lists of {name, value} / {name, atc_name} objects:
+    read by the task model's one reader, so scoring and tasks agree."""
+    from clinseek.tasks import label_names
+
+    return label_names(label)
 
 
 def _count_tool_calls(messages: list[dict[str, Any]]) -> dict[str, int]:
@@ -305,14 +367,7 @@ def load_reference_results(path: Path | str, benchmark: Path | str | None = None
         path = path / RESULTS
     if not path.exists():
         raise UserError(f"reference results file not found: {path}")
-    bench: dict[str, dict[str, Any]] = {}
-    if benchmark is not None:
-        bpath = Path(benchmark)
-        if not bpath.exists():
-            raise UserError(f"benchmark file not found: {bpath}")
-        text = bpath.read_text(encoding="utf-8").strip()
-        items = json.loads(text) if text[:1] == "[" else [json.loads(x) for x in text.splitlines() if x.strip()]
-        bench = {str(i.get("qid")): i for i in items}
+    bench = read_benchmark(benchmark) if benchmark is not None else {}
     rows = []
     index: dict[str, int] = defaultdict(int)
     for lineno, raw in iter_lines(path):   # the file's own line numbers, torn lines skipped
@@ -337,6 +392,7 @@ def load_reference_results(path: Path | str, benchmark: Path | str | None = None
             "reason": None if source == "finish_tool_call" else source,
             "tool_calls": sum(counts.values()), "tool_counts": counts,
             "turns": sum(1 for m in raw["messages"] if m.get("role") == "assistant"),
+            "usage": raw.get("usage") or {},
         })
         index[qid] += 1
     return rows
@@ -344,17 +400,37 @@ def load_reference_results(path: Path | str, benchmark: Path | str | None = None
 
 def _task_from_qid(qid: str) -> str:
     """The reference builds qids as <task>_<subject>[_<hadm>]; recover the task name when no field says it."""
-    parts = qid.split("_")
-    while len(parts) > 1 and parts[-1].isdigit():
-        parts.pop()
-    return "_".join(parts) or "unknown"
+    from clinseek.tasks import task_from_qid
+
+    return task_from_qid(qid) or "unknown"
+
+
+def read_benchmark(path: Path | str) -> dict[str, dict[str, Any]]:
+    """A ClinSeek-Bench file (JSONL or a JSON array, read like a task file) as qid -> raw row. A row without a qid
+    gets the reference's <task>_<subject>[_<hadm>]."""
+    from clinseek.tasks import _json_rows
+
+    bpath = Path(path)
+    if not bpath.is_file():
+        raise UserError(f"benchmark file not found: {bpath}", hint="--benchmark names the ClinSeek-Bench file "
+                        "(.jsonl or .json) the run was made on")
+    out: dict[str, dict[str, Any]] = {}
+    for where, row in _json_rows(bpath.read_text(encoding="utf-8-sig"), bpath):
+        if not isinstance(row, dict):
+            raise UserError("not a benchmark row (a JSON object with qid, label, ...)", where=where)
+        qid = row.get("qid")
+        if qid is None and row.get("task") is not None and row.get("subject_id") is not None:
+            qid = "_".join(str(x) for x in (row["task"], row["subject_id"], row.get("hadm_id")) if x is not None)
+        out[str(qid)] = row
+    return out
 
 
 # Printing --------------------------------------------------------------------------------------------------
 
 def format_table(scores: dict[str, Any]) -> str:
     """A fixed-width table: one line per task, the overall macro line, then one line per task_type."""
-    head = f"{'task':<26} {'n':>5} {'runs':>5} {'P':>6} {'R':>6} {'F1':>6} {'EM':>6} {'YN acc':>7}"
+    head = (f"{'task':<26} {'n':>5} {'runs':>5} {'P':>6} {'R':>6} {'F1':>6} {'EM':>6} {'YN acc':>7} "
+            f"{'tools':>6} {'turns':>6} {'tokens':>8}")
     lines = [head, "-" * len(head)]
     errors = scores.get("errors") or {}
     if errors.get("errors"):
@@ -367,7 +443,8 @@ def format_table(scores: dict[str, Any]) -> str:
         yn_s = f"{yn * 100:>7.1f}" if yn is not None else f"{'-':>7}"
         return (f"{name[:26]:<26} {agg.get('questions', 0):>5} {agg.get('runs', 0):>5} "
                 f"{agg['precision'] * 100:>6.1f} {agg['recall'] * 100:>6.1f} {agg['f1'] * 100:>6.1f} "
-                f"{agg['exact_match'] * 100:>6.1f} {yn_s}")
+                f"{agg['exact_match'] * 100:>6.1f} {yn_s} {agg.get('tool_calls_avg', 0):>6.1f} "
+                f"{agg.get('turns_avg', 0):>6.1f} {agg.get('tokens_avg', 0):>8.0f}")
 
     for t, agg in scores["per_task"].items():
         lines.append(line(t, agg))
@@ -379,4 +456,16 @@ def format_table(scores: dict[str, Any]) -> str:
         lines.append("-" * len(head))
         for t, agg in scores["per_task_type"].items():
             lines.append(line(f"type: {t}", agg))
+    strict = scores.get("strict_reference")
+    if strict:
+        lines.append("-" * len(head))
+        lines.append(f"reference script (lower-case only; micro over the {strict['questions_done']} of "
+                     f"{strict['questions_total']} questions with results):")
+        for t, agg in strict["per_task"].items():
+            lines.append(f"  {t[:24]:<24} {agg['questions_done']:>5} {'':>5} {agg['precision'] * 100:>6.1f} "
+                         f"{agg['recall'] * 100:>6.1f} {agg['f1'] * 100:>6.1f} {agg['exact_match'] * 100:>6.1f}")
+        lines.append(f"  {'overall (micro)':<24} {strict['questions_done']:>5} {strict['runs']:>5} "
+                     f"{strict['precision'] * 100:>6.1f} {strict['recall'] * 100:>6.1f} {strict['f1'] * 100:>6.1f} "
+                     f"{strict['exact_match'] * 100:>6.1f}   next to clinseek's macro F1 "
+                     f"{scores['overall']['f1'] * 100:.1f}")
     return "\n".join(lines)

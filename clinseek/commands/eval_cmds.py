@@ -16,9 +16,12 @@ import click
               help="ClinSeek-Bench file giving label / task / task_type for reference rows that lack them.")
 @click.option("--scorer", "scorer_names", multiple=True,
               help="Also run this registered scorer (repeatable); its means go under `extra` in scores.json.")
+@click.option("--strict-reference", is_flag=True,
+              help="Also print the reference script's own numbers (lower-case only, micro mean over the questions "
+                   "with results) next to clinseek's, so a paper's number and ours can be set side by side.")
 @click.option("--json", "as_json", is_flag=True, help="Print scores.json's summary instead of the table.")
 @click.option("--no-write", is_flag=True, help="Print only; do not write scores.json.")
-def score(run_dir, reference, benchmark, scorer_names, as_json, no_write):
+def score(run_dir, reference, benchmark, scorer_names, strict_reference, as_json, no_write):
     """Score a run: ClinSeek-Bench set precision / recall / F1 per task (runs averaged per question, questions
     per task), overall as the macro mean over tasks, per task_type, exact match and yes/no accuracy. Writes
     scores.json next to results.jsonl. A run with no episodes, or whose episodes all ended in error, has no
@@ -32,9 +35,10 @@ def score(run_dir, reference, benchmark, scorer_names, as_json, no_write):
         reg = get_registry()
         scorers = [reg.get("scorers", n, where="--scorer")() for n in scorer_names]
     result = score_run(run_dir, write=not no_write, reference=reference, benchmark=benchmark, scorers=scorers,
-                       warn=lambda m: click.echo(f"warning: {m}", err=True))
+                       warn=lambda m: click.echo(f"warning: {m}", err=True), strict_reference=strict_reference)
     if as_json:
-        click.echo(json.dumps({k: result[k] for k in ("overall", "per_task", "per_task_type", "counts", "errors")
+        click.echo(json.dumps({k: result[k] for k in ("overall", "per_task", "per_task_type", "counts", "errors",
+                                                      "strict_reference")
                                if k in result}, indent=2))
     else:
         click.echo(format_table(result))
