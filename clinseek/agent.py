@@ -330,7 +330,8 @@ class EpisodeRunner:
     def _finish(self, call: Any) -> dict[str, Any]:
         s = self.state
         args = call.arguments if call.error is None else None
-        answer = args.get("answer") if isinstance(args, dict) else None
+        # `response` is the reference system's name for the answer: models trained on its tools write it.
+        answer = args.get("answer", args.get("response")) if isinstance(args, dict) else None
         if isinstance(answer, str):
             answer = [answer]
         if not isinstance(answer, list) or not all(isinstance(a, (str, int, float)) for a in answer):

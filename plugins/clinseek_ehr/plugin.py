@@ -4,9 +4,11 @@ from clinseek.hookspecs import hookimpl
 
 @hookimpl
 def register_toolsets(register):
+    from clinseek_ehr.compat import EhrReferenceToolset
     from clinseek_ehr.toolset import EhrToolset
 
     register(EhrToolset)
+    register(EhrReferenceToolset)
 
 
 @hookimpl

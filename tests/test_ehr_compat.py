@@ -1,0 +1,111 @@
+"""Toolset `ehr_reference`: the reference system's tool names and arguments, served by the guarded backend; the
+patient and the cutoff stay bound whatever the arguments say."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from clinseek.errors import ToolError
+from clinseek.testing import call, make_task, reply, run_episode, turn_of
+from clinseek.toolsets import Binding, Episode
+from clinseek_ehr.compat import EhrReferenceToolset
+from clinseek_ehr.testing import CUTOFF, OTHER, PATIENT, make_fixture_db
+from clinseek_ehr.toolset import EhrConfig
+
+from test_ehr_tools import leaks
+
+# Written from reading the reference's MCP tool definitions: name -> required arguments.
+REFERENCE_SHAPES = {
+    "load_ehr": {"subject_id"}, "get_table_names": {"subject_id"},
+    "get_column_names": {"subject_id", "table_name"},
+    "get_records_by_time": {"subject_id", "table_name", "start_time", "end_time"},
+    "get_event_counts_by_time": {"subject_id", "start_time", "end_time"},
+    "get_latest_records": {"subject_id", "table_name"},
+    "get_records_by_keyword": {"subject_id", "table_name", "keyword"},
+    "get_records_by_value": {"subject_id", "table_name", "column_name", "value"},
+    "get_unique_values": {"subject_id", "table_name", "column_name"},
+    "run_sql_query": {"subject_id", "sql_query"}, "think": {"thought"},
+}
+
+
+@pytest.fixture(scope="module")
+def toolset(tmp_path_factory):
+    db = make_fixture_db(tmp_path_factory.mktemp("compat") / "fixture.duckdb")
+    ts = EhrReferenceToolset(EhrConfig(database=str(db), max_rows=20, max_chars=3000), None)
+    ts.open()
+    yield ts
+    ts.close()
+
+
+@pytest.fixture
+def ep(toolset):
+    e = Episode(binding=Binding(qid="q1", subject_id=PATIENT, hadm_id=None, prediction_time=CUTOFF), task=None)
+    toolset.bind(e)
+    yield e
+    toolset.unbind(e)
+
+
+def test_exactly_the_reference_names_and_argument_shapes_are_offered():
+    specs = {s.name: s.schema() for s in EhrReferenceToolset.tool_specs()}
+    assert set(specs) == set(REFERENCE_SHAPES)   # no ehr_* tool leaks into this toolset
+    for name, required in REFERENCE_SHAPES.items():
+        assert set(specs[name]["parameters"]["required"]) == required, name
+
+
+def test_another_patient_is_refused_never_served(toolset, ep):
+    with pytest.raises(ToolError, match=f"subject_id '{OTHER}' is refused"):
+        toolset.get_latest_records(ep, str(OTHER), "labevents")
+    with pytest.raises(ToolError, match="refused"):
+        toolset.run_sql_query(ep, f"{OTHER}", f"SELECT * FROM labevents WHERE subject_id = {OTHER}")
+    out = toolset.get_latest_records(ep, f"'{PATIENT}'", "labevents")   # the bound patient, quoted: accepted
+    assert out and not leaks(out)
+
+
+def test_a_time_after_the_cutoff_is_refused_and_later_rows_never_show(toolset, ep):
+    later = (CUTOFF + timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S")
+    with pytest.raises(ToolError, match="after the current time"):
+        toolset.get_records_by_time(ep, str(PATIENT), "labevents", "2100-01-01", later)
+    with pytest.raises(ToolError, match="after the current time"):
+        toolset.get_event_counts_by_time(ep, str(PATIENT), "2100-01-01", (CUTOFF + timedelta(days=2)).strftime("%Y-%m-%d"))
+    out = toolset.get_records_by_time(ep, str(PATIENT), "labevents", "2100-01-01",
+                                      CUTOFF.strftime("%Y-%m-%d %H:%M:%S"))
+    assert "PAST" in out   # the rows before the cutoff are there
+    assert not leaks(out)
+    counts = toolset.get_event_counts_by_time(ep, str(PATIENT), "2100-01-01", CUTOFF.strftime("%Y-%m-%d %H:%M:%S"))
+    assert "labevents:" in counts and "FUTURE" not in counts
+
+
+def test_values_and_unique_values_stay_scoped_and_masked(toolset, ep):
+    out = toolset.get_unique_values(ep, str(PATIENT), "admissions", "discharge_location")
+    assert not leaks(out)   # the open stay's discharge location is masked until discharge
+    hit = toolset.get_records_by_value(ep, str(PATIENT), "admissions", "subject_id", str(OTHER))
+    assert str(OTHER) not in hit.replace(f"subject_id {OTHER}", "")
+    with pytest.raises(ToolError, match="not in admissions"):
+        toolset.get_unique_values(ep, str(PATIENT), "admissions", "no_such_column")
+
+
+def test_output_is_bounded_and_says_so(toolset, ep):
+    out = toolset.run_sql_query(ep, str(PATIENT), "SELECT a.* FROM labevents AS a, labevents AS b, labevents AS c")
+    assert len(out) <= 3000 + 200 and ("more" in out.lower() or "cut" in out.lower())
+
+
+def test_an_episode_in_the_reference_vocabulary_ends_with_finish_response(toolset):
+    pid = str(PATIENT)
+
+    def script(messages, tools, ctx):
+        n = turn_of(messages)
+        if n == 0:
+            return reply(call("load_ehr", subject_id=pid))
+        if n == 1:
+            return reply(call("get_latest_records", subject_id=pid, table_name="labevents"),
+                         call("think", thought="creatinine is rising"))
+        return reply(call("finish", response=["yes"]))
+
+    task = make_task(subject_id=PATIENT, prediction_time=CUTOFF, label=["yes"])
+    result, trajectory = run_episode([toolset], script, task, open_toolsets=False)
+    assert result["status"] == "completed" and result["answer"] == ["yes"]
+    assert result["tool_counts"] == {"load_ehr": 1, "get_latest_records": 1, "think": 1}
+    names = [c["name"] for m in trajectory["messages"] if m["role"] == "assistant" for c in m.get("tool_calls", [])]
+    assert names == ["load_ehr", "get_latest_records", "think", "finish"]
+    assert all(not leaks(m["content"]) for m in trajectory["messages"] if m["role"] == "tool")
