@@ -109,3 +109,39 @@ def test_an_episode_in_the_reference_vocabulary_ends_with_finish_response(toolse
     names = [c["name"] for m in trajectory["messages"] if m["role"] == "assistant" for c in m.get("tool_calls", [])]
     assert names == ["load_ehr", "get_latest_records", "think", "finish"]
     assert all(not leaks(m["content"]) for m in trajectory["messages"] if m["role"] == "tool")
+
+
+# Candidate mapping -------------------------------------------------------------------------------------------
+
+CANDIDATES = ["Acute kidney failure", "Chronic kidney disease", "Sepsis", "Septic shock", "Heart failure"]
+
+
+def _cand_episode(toolset, candidates=CANDIDATES):
+    from clinseek.tasks import Task
+
+    view = Task.model_validate({"qid": "c1", "subject_id": PATIENT, "prediction_time": CUTOFF, "task": "dx",
+                                "question": "?", "candidates": candidates, "label": ["Septic shock"]}).view()
+    return Episode(binding=Binding(qid="c1", subject_id=PATIENT, hadm_id=None, prediction_time=CUTOFF), task=view)
+
+
+def test_candidates_by_keyword_and_fuzzy_rank_the_right_spelling_first(tmp_path):
+    from clinseek_ehr.toolset import EhrToolset
+
+    ts = EhrToolset(EhrConfig(database=str(make_fixture_db(tmp_path / "c.duckdb"))), None)
+    ts.open()
+    try:
+        ep = _cand_episode(ts)
+        out = ts.ehr_candidates(ep, "kidney failure acute")
+        assert out.splitlines()[1].startswith("1 | Acute kidney failure | 1.0")
+        fuzzy = ts.ehr_candidates(ep, "septik shok", mode="fuzzy")
+        assert fuzzy.splitlines()[1].startswith("1 | Septic shock")
+        assert ts.ehr_candidates(ep, "septik shok", mode="fuzzy") == fuzzy   # deterministic
+        tie = ts.ehr_candidates(ep, "kidney")   # both kidney candidates score 1.0: the list's own order
+        assert [line.split(" | ")[1] for line in tie.splitlines()[1:3]] == ["Acute kidney failure",
+                                                                            "Chronic kidney disease"]
+        assert "no candidate matches" in ts.ehr_candidates(ep, "fracture")
+        assert len(ts.ehr_candidates(ep, "s", mode="fuzzy", limit=2).splitlines()) <= 3
+        with pytest.raises(ToolError, match="no candidate list"):
+            ts.ehr_candidates(_cand_episode(ts, candidates=[]), "sepsis")
+    finally:
+        ts.close()

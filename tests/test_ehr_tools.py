@@ -1,4 +1,4 @@
-"""The ehr toolset on a small MIMIC-shaped fixture: profiles, scoping and masking, the seven tools, bounds."""
+"""The ehr toolset on a small MIMIC-shaped fixture: profiles, scoping and masking, the eight tools, bounds."""
 from __future__ import annotations
 
 import re
@@ -223,7 +223,7 @@ def test_concurrent_episodes_do_not_share_scope(toolset):
 def test_tool_schemas_take_no_patient_or_time(toolset):
     specs = {s.name: s for s in EhrToolset.tool_specs()}
     assert set(specs) == {"ehr_tables", "ehr_describe", "ehr_sql", "ehr_search", "ehr_timeline", "ehr_latest",
-                          "ehr_lookup"}
+                          "ehr_lookup", "ehr_candidates"}
     for spec in specs.values():
         props = set(spec.parameters["properties"])
         assert not props & {"subject_id", "patient", "patient_id", "cutoff", "prediction_time", "hadm_id"}

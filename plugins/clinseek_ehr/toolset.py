@@ -421,6 +421,29 @@ class EhrToolset(Toolset):
         return _bound("\n".join(lines), self.config.max_chars)
 
     @tool
+    def ehr_candidates(self, episode: Episode, query: str, mode: Literal["keyword", "fuzzy"] = "keyword",
+                       limit: int = 10) -> str:
+        """Map free text onto this question's candidate answers, best first, with their exact spelling.
+
+        Args:
+            query: the words found in the record (e.g. 'kidney failure').
+            mode: keyword (the query's words in the candidate) or fuzzy (string similarity, tolerant of typos).
+            limit: at most this many candidates.
+        """
+        from clinseek_ehr.candidates import rank
+
+        candidates = list(getattr(episode.task, "candidates", None) or [])
+        if not candidates:
+            raise ToolError("this question has no candidate list: answer in your own words")
+        if not str(query).strip():
+            raise ToolError("query is empty: give the words to match")
+        rows = rank(str(query), candidates, mode, max(1, min(int(limit), self.config.max_rows)))
+        if not rows:
+            return f"no candidate matches {query!r} by {mode}; try mode fuzzy or other words"
+        return _bound("rank | candidate | score\n" + "\n".join(f"{r} | {c} | {s}" for r, c, s in rows),
+                      self.config.max_chars)
+
+    @tool
     def ehr_latest(self, episode: Episode, table: str, limit: int = 10) -> str:
         """The most recent rows of one table before the prediction time, newest first.
 
