@@ -171,7 +171,12 @@ def _check_tool_names(cls: Any, plugin: str) -> None:
     is `<toolset>_<verb>` and matches the pattern every provider accepts."""
     from clinseek.toolsets import TOOL_NAME_RE
 
+    # A toolset that reproduces another system's vocabulary (names a model was trained on) keeps those names
+    # unprefixed; they must still match the pattern, and never shadow the built-in finish.
+    foreign = getattr(cls, "foreign_tool_names", False)
     for spec in cls.tool_specs():
+        if foreign and TOOL_NAME_RE.match(spec.name) and spec.name != "finish":
+            continue
         if not TOOL_NAME_RE.match(spec.name) or not spec.name.startswith(f"{cls.name}_"):
             raise UserError(f"plugin {plugin!r}: tool {spec.name!r} of toolset {cls.name!r} must be named "
                             f"{cls.name}_<verb> and match {TOOL_NAME_RE.pattern}",

@@ -111,6 +111,9 @@ class Toolset:
     description: ClassVar[str] = ""
     Config: ClassVar[type[BaseModel]] = ToolsetConfig
     patient_data: ClassVar[bool] = True
+    # True for a toolset that offers another system's tool names unchanged (a model was trained on them): they
+    # are then not required to start with `<toolset>_` (docs/plugins.md).
+    foreign_tool_names: ClassVar[bool] = False
 
     def __init__(self, config: BaseModel, context: Any = None):
         self.config = config

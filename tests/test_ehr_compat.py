@@ -145,3 +145,23 @@ def test_candidates_by_keyword_and_fuzzy_rank_the_right_spelling_first(tmp_path)
             ts.ehr_candidates(_cand_episode(ts, candidates=[]), "sepsis")
     finally:
         ts.close()
+
+
+def test_a_recipe_can_use_the_reference_toolset_through_the_registry(tmp_path, capsys):
+    from clinseek.cli import main
+    from clinseek.plugins import reset_registry
+
+    make_fixture_db(tmp_path / "fixture.duckdb")
+    (tmp_path / "tasks.jsonl").write_text(
+        '{"qid": "q1", "subject_id": %d, "prediction_time": "%s", "task": "demo", "question": "?"}\n'
+        % (PATIENT, CUTOFF.isoformat()))
+    (tmp_path / "recipe.yaml").write_text(
+        "clinseek: 1\nname: ref\nhost: {provider: rules}\n"
+        "tools:\n  - use: ehr_reference\n    with: {database: fixture.duckdb}\n"
+        "tasks: {source: jsonl, path: tasks.jsonl}\n")
+    reset_registry()   # registered like a third party's plugin: the name rule's exception must hold there
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(tmp_path / "recipe.yaml")])
+    out = capsys.readouterr()
+    assert info.value.code == 0, out.err
+    assert "load_ehr" in out.out and "get_records_by_time" in out.out and "ehr_sql" not in out.out

@@ -20,6 +20,7 @@ _DAY_ONLY = 10  # 'YYYY-MM-DD'
 
 class EhrReferenceToolset(EhrToolset):
     name = "ehr_reference"
+    foreign_tool_names = True   # the reference's own names, unprefixed: what the released model was trained on
     description = ("The patient's EHR tables through the reference ClinSeekAgent system's tools (load_ehr, "
                    "get_records_by_time, run_sql_query, ...), limited to this patient and to what was known at "
                    "the prediction time.")
