@@ -42,6 +42,13 @@ def register_scorers(register):
 
 
 @hookspec
+def register_embedders(register):
+    """Register sentence embedders: `register(MyEmbedder)`, a class with a `name`, a constructor taking no required
+    argument, and `embed(texts: list[str]) -> numpy array` of L2-normalised rows. Other plugins fetch them by name
+    from the registry (the ehr toolset's semantic candidate search does), never by importing the plugin."""
+
+
+@hookspec
 def register_commands(cli):
     """Add click commands or groups to the `clinseek` CLI: `cli.add_command(...)`. Keep imports inside them."""
 

@@ -21,11 +21,11 @@ from clinseek.errors import UserError
 
 GROUP = "clinseek"
 BUILTIN_DIST = "clinseek"
-KINDS = ("toolsets", "hosts", "task_sources", "exporters", "scorers")
+KINDS = ("toolsets", "hosts", "task_sources", "exporters", "scorers", "embedders")
 _KIND_ATTR = {"toolsets": "name", "hosts": "provider", "task_sources": "name", "exporters": "name",
-              "scorers": "name"}
+              "scorers": "name", "embedders": "name"}
 _KIND_WORD = {"toolsets": "toolset", "hosts": "host provider", "task_sources": "task source",
-              "exporters": "exporter", "scorers": "scorer"}
+              "exporters": "exporter", "scorers": "scorer", "embedders": "embedder"}
 
 
 @dataclass

@@ -165,3 +165,27 @@ def test_a_recipe_can_use_the_reference_toolset_through_the_registry(tmp_path, c
     out = capsys.readouterr()
     assert info.value.code == 0, out.err
     assert "load_ehr" in out.out and "get_records_by_time" in out.out and "ehr_sql" not in out.out
+
+
+def test_semantic_candidates_use_the_registered_local_embedder(tmp_path):
+    from clinseek_ehr.toolset import EhrToolset
+
+    ts = EhrToolset(EhrConfig(database=str(make_fixture_db(tmp_path / "s.duckdb"))), None)
+    ts.open()
+    try:
+        ep = _cand_episode(ts)
+        out = ts.ehr_candidates(ep, "the kidneys stopped working suddenly", mode="semantic")
+        assert out.splitlines()[1].split(" | ")[1] == "Acute kidney failure"   # no shared word with "failure"
+        heart = ts.ehr_candidates(ep, "cardiac pump weakness with fluid overload", mode="semantic")
+        assert heart.splitlines()[1].split(" | ")[1] == "Heart failure"
+        assert ts.ehr_candidates(ep, "cardiac pump weakness with fluid overload", mode="semantic") == heart
+        assert len(ts._candidate_vectors) == 1   # the candidates were embedded once
+        bad = EhrToolset(EhrConfig(database=str(tmp_path / "s.duckdb"), candidate_embedder="nope"), None)
+        bad.open()
+        try:
+            with pytest.raises(ToolError, match="semantic mode needs an embedder"):
+                bad.ehr_candidates(_cand_episode(bad), "kidney", mode="semantic")
+        finally:
+            bad.close()
+    finally:
+        ts.close()

@@ -44,6 +44,6 @@ def plugins(as_json):
         for ts in row["toolsets"]:
             click.echo(f"  toolset {ts}: {', '.join(row['tools'].get(ts, []))}")
         for kind, label in (("hosts", "hosts"), ("task_sources", "task sources"), ("exporters", "exporters"),
-                            ("scorers", "scorers")):
+                            ("scorers", "scorers"), ("embedders", "embedders")):
             if row[kind]:
                 click.echo(f"  {label}: {', '.join(row[kind])}")

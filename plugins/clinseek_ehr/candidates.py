@@ -1,4 +1,4 @@
-"""Map free text onto the bound task's candidate answers: by keyword, or by fuzzy string similarity.
+"""Map free text onto the bound task's candidate answers: by keyword, fuzzy string similarity, or meaning.
 
 Decision-making tasks ask for items from a long candidate vocabulary; a model that found "acute kidney failure"
 in a note must answer with the candidate's exact spelling. Only the task's `candidates` are searched (public, like
@@ -45,3 +45,19 @@ def rank(query: str, candidates: list[str], mode: str, limit: int) -> list[tuple
     scores = keyword_scores(query, candidates) if mode == "keyword" else fuzzy_scores(query, candidates)
     order = sorted(range(len(scores)), key=lambda i: (-scores[i][1], i))
     return [(n + 1, scores[i][0], round(scores[i][1], 3)) for n, i in enumerate(order[:limit]) if scores[i][1] > 0]
+
+
+def rank_semantic(embedder, query: str, candidates: list[str], limit: int,
+                  cache: dict) -> list[tuple[int, str, float]]:
+    """Cosine similarity between the query's and each candidate's embedding (rows are L2-normalised); the
+    candidates' vectors are computed once per candidate list and kept in `cache`."""
+    import numpy as np
+
+    key = tuple(candidates)
+    if key not in cache:
+        cache[key] = np.asarray(embedder.embed(list(candidates)), dtype=np.float32)
+    q = np.asarray(embedder.embed([query]), dtype=np.float32)[0]
+    sims = cache[key] @ q
+    order = sorted(range(len(candidates)), key=lambda i: (-round(float(sims[i]), 6), i))
+    return [(n + 1, candidates[i], round(float(sims[i]), 3)) for n, i in enumerate(order[:limit])]
+

@@ -37,6 +37,8 @@ class EhrConfig(ToolsetConfig):
                                              "that episode's own temporary table (faster repeated queries)")
     pg_schema: str = Field("public", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="PostgreSQL schema")
     pool_size: int = Field(4, ge=1, le=64, description="PostgreSQL connections")
+    candidate_embedder: str = Field("all-minilm-l6-v2", description="registered embedder of ehr_candidates' "
+                                                                   "semantic mode (local; nothing leaves the site)")
 
 
 class EhrToolset(Toolset):
@@ -420,14 +422,30 @@ class EhrToolset(Toolset):
             lines.append(f"... {len(days) - len(shown)} earlier days not shown (narrow with start/end)")
         return _bound("\n".join(lines), self.config.max_chars)
 
+    def _candidate_embedder(self):
+        """The registered embedder (the kb plugin's all-MiniLM-L6-v2 by default), made once per run."""
+        with self._index_lock:
+            if getattr(self, "_embedder", None) is None:
+                from clinseek.plugins import get_registry
+
+                try:
+                    cls = get_registry().get("embedders", self.config.candidate_embedder)
+                except UserError as exc:
+                    raise ToolError(f"semantic mode needs an embedder: {exc.message}; use mode keyword or fuzzy") \
+                        from None
+                self._embedder = cls()
+                self._candidate_vectors = {}
+            return self._embedder
+
     @tool
-    def ehr_candidates(self, episode: Episode, query: str, mode: Literal["keyword", "fuzzy"] = "keyword",
-                       limit: int = 10) -> str:
+    def ehr_candidates(self, episode: Episode, query: str,
+                       mode: Literal["keyword", "fuzzy", "semantic"] = "keyword", limit: int = 10) -> str:
         """Map free text onto this question's candidate answers, best first, with their exact spelling.
 
         Args:
             query: the words found in the record (e.g. 'kidney failure').
-            mode: keyword (the query's words in the candidate) or fuzzy (string similarity, tolerant of typos).
+            mode: keyword (the query's words in the candidate), fuzzy (string similarity, tolerant of typos) or
+                semantic (meaning, through the local sentence embedder).
             limit: at most this many candidates.
         """
         from clinseek_ehr.candidates import rank
@@ -437,7 +455,13 @@ class EhrToolset(Toolset):
             raise ToolError("this question has no candidate list: answer in your own words")
         if not str(query).strip():
             raise ToolError("query is empty: give the words to match")
-        rows = rank(str(query), candidates, mode, max(1, min(int(limit), self.config.max_rows)))
+        n = max(1, min(int(limit), self.config.max_rows))
+        if mode == "semantic":
+            from clinseek_ehr.candidates import rank_semantic
+
+            rows = rank_semantic(self._candidate_embedder(), str(query), candidates, n, self._candidate_vectors)
+        else:
+            rows = rank(str(query), candidates, mode, n)
         if not rows:
             return f"no candidate matches {query!r} by {mode}; try mode fuzzy or other words"
         return _bound("rank | candidate | score\n" + "\n".join(f"{r} | {c} | {s}" for r, c, s in rows),

@@ -178,3 +178,16 @@ class OnnxEmbedder:
             pooled /= np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
             out[idx] = pooled
         return out
+
+
+class MiniLmEmbedder:
+    """all-MiniLM-L6-v2 from the offline package, as a registered embedder (hookspecs.register_embedders)."""
+
+    name = "all-minilm-l6-v2"
+
+    def __init__(self, cache_dir: Path | None = None):
+        self._embedder = OnnxEmbedder("all-minilm-l6-v2", cache_dir=cache_dir)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self._embedder.embed(texts)
+

@@ -10,6 +10,13 @@ def register_toolsets(register):
 
 
 @hookimpl
+def register_embedders(register):
+    from clinseek_kb.embedder import MiniLmEmbedder  # cheap: onnxruntime loads when it is first constructed
+
+    register(MiniLmEmbedder)
+
+
+@hookimpl
 def register_commands(cli):
     from clinseek_kb.cli import kb
 
