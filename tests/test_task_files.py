@@ -59,7 +59,7 @@ def test_label_shapes_are_read_once_into_strings():
 def test_multimodal_row_keeps_every_field_and_scores_by_name():
     task = Task.model_validate(QA_ROW)
     assert task.label == ["1"] and task.label_raw == [{"name": "1", "value": 1}]
-    assert (task.stay_id, task.scope, task.task_family, task.answer_type) is not None
+    assert task.stay_id is None and task.task_family == "qa" and task.answer_type == "list"
     assert task.scope == "patient_scope" and task.modalities == ["ehr", "cxr_image"]
     assert task.study_ids == [50000001, 50000002] and task.dicom_ids == ["aaaa-bbbb"]
     assert task.report_paths == ["reports/p19/p19000001/s50000001.txt"]
